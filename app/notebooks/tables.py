@@ -1,0 +1,69 @@
+"""The ``notebooks`` table and the run state of their cells (SPEC §1, §9).
+
+A notebook's ordered cells (code, reads, writes, metadata) are one JSONB
+document: small, indexed (GIN ``jsonb_path_ops`` for type/writes filters, a
+generated tsvector and trigrams for search) and edited in place with jsonb
+functions.  Run state (status, stdout, outputs, error) lives in ``cell_runs``,
+one row per cell, as ``json`` text PostgreSQL never has to parse on the way
+out: editing one cell's code never rewrites megabytes of outputs, and writing
+outputs never rewrites the code document.  Constraints and indexes Piccolo
+cannot express (partial unique index, CHECKs, GIN operator classes, the
+generated search column) are raw steps in ``piccolo_migrations``.
+"""
+
+from enum import StrEnum
+
+from piccolo.columns import JSON, JSONB, BigInt, ForeignKey, Integer, Text, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.columns.readable import Readable
+from piccolo.table import Table
+
+from app.users.tables import User
+
+
+class NotebookKind(StrEnum):
+    user = "user"
+    blank = "blank"
+    demo = "demo"
+
+
+class Notebook(Table, tablename="notebooks"):
+    id = Varchar(length=255, primary_key=True, help_text="UUID text, or a legacy id.")
+    user = ForeignKey(
+        references=User,
+        on_delete=OnDelete.cascade,
+        null=False,
+        db_column_name="user_id",
+    )
+    name = Varchar(length=255, null=True, default=None)
+    kind = Varchar(length=8, default=NotebookKind.user.value, choices=NotebookKind)
+    db_conn_string = Text(
+        null=True, default=None, secret=True, help_text="Fernet-encrypted; never shown in clear."
+    )
+    revision = BigInt(default=0, help_text="Raised by one on every change.")
+    cells = JSONB(default=[], help_text="Ordered cells: id, type, code, reads, writes, metadata.")
+    demo_version = Integer(null=True, default=None, help_text="Demo template version copied.")
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s", columns=[cls.name])
+
+
+class CellRun(Table, tablename="cell_runs"):
+    """Run state of one cell, written by the execution engine; never touches ``revision``."""
+
+    notebook = ForeignKey(
+        references=Notebook,
+        on_delete=OnDelete.cascade,
+        null=False,
+        db_column_name="notebook_id",
+    )
+    cell_id = Varchar(length=255)
+    status = Varchar(length=8, default="idle")
+    stdout = Text(default="")
+    outputs = JSON(default=[], help_text="List of {mime_type, data, metadata}; stored as text.")
+    error = Text(null=True, default=None)
+    updated_at = Timestamptz(default=TimestamptzNow())

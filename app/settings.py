@@ -1,0 +1,125 @@
+"""Typed settings read from the environment once, at start-up.
+
+Every knob is an environment variable (twelve-factor), converted by msgspec so
+that a wrong value stops the process with one line naming the variable and
+what was expected, instead of failing later inside a request.  There are no
+random default secrets here: with ``DATABASE_URL`` set, ``APP_SECRET_KEY`` and
+``ENCRYPTION_KEY`` are required; the embedded default generates them once and
+keeps them in the data directory (see ``app.database``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """All configuration; field ``foo_bar`` is read from ``FOO_BAR``."""
+
+    database_url: str | None = None
+    app_secret_key: str | None = None
+    encryption_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    database_pooler: Literal["none", "pgbouncer"] = "none"
+    database_pool_min_size: Annotated[int, msgspec.Meta(ge=0)] = 1
+    database_pool_max_size: PositiveInt = 10
+    database_connect_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    cellar_data_dir: str = ".cellar"
+    token_lifetime_seconds: PositiveInt = 3600
+    auth_token_rate_limit_per_minute: PositiveInt = 20
+    auth_jwks_url: str | None = None
+    auth_public_key: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    max_cell_code_bytes: PositiveInt = 256 * KIB
+    max_cells_per_notebook: PositiveInt = 2000
+    max_name_length: Annotated[int, msgspec.Meta(ge=1, le=255)] = 255
+    max_request_body_bytes: PositiveInt = 32 * MIB
+    max_cell_outputs_bytes: PositiveInt = 16 * MIB
+    health_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from an environment mapping, or raise ``SettingsError``."""
+        raw: dict[str, object] = {}
+        for name in cls.__struct_fields__:
+            value = environ.get(name.upper())
+            if value is None or value.strip() == "":
+                continue
+            if name == "cors_origins":
+                raw[name] = [item.strip() for item in value.split(",") if item.strip()]
+            else:
+                raw[name] = value.strip()
+        try:
+            settings = msgspec.convert(raw, type=cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Cross-field rules msgspec constraints cannot express."""
+        if self.database_pool_min_size > self.database_pool_max_size:
+            raise SettingsError(
+                "DATABASE_POOL_MIN_SIZE: must not exceed DATABASE_POOL_MAX_SIZE "
+                f"({self.database_pool_max_size})"
+            )
+        if self.database_url is not None:
+            if not re.match(r"^postgres(ql)?://", self.database_url):
+                raise SettingsError("DATABASE_URL: expected a postgresql:// URL")
+            if self.app_secret_key is None:
+                raise SettingsError("APP_SECRET_KEY: required when DATABASE_URL is set")
+            if self.encryption_key is None:
+                raise SettingsError("ENCRYPTION_KEY: required when DATABASE_URL is set")
+        if self.app_secret_key is not None and len(self.app_secret_key) < 32:
+            raise SettingsError("APP_SECRET_KEY: expected at least 32 characters")
+        if self.encryption_key is not None and not is_fernet_key(self.encryption_key):
+            raise SettingsError(
+                "ENCRYPTION_KEY: expected a Fernet key (32 url-safe base64-encoded bytes)"
+            )
+        external_keys = self.auth_jwks_url is not None or self.auth_public_key is not None
+        if external_keys and (self.auth_issuer is None or self.auth_audience is None):
+            raise SettingsError(
+                "AUTH_ISSUER and AUTH_AUDIENCE: required when AUTH_JWKS_URL or "
+                "AUTH_PUBLIC_KEY is set"
+            )
+
+    @property
+    def external_auth_enabled(self) -> bool:
+        return self.auth_jwks_url is not None or self.auth_public_key is not None
+
+
+def is_fernet_key(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return False
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    """Turn msgspec's ``... - at `$.field` `` into ``FIELD: ...``."""
+    message = str(exc)
+    match = re.search(r"at `\$\.(\w+)", message)
+    if match is None:
+        return message
+    variable = match.group(1).upper()
+    reason = message[: match.start()].rstrip(" -")
+    return f"{variable}: {reason}"
