@@ -1,0 +1,71 @@
+"""``/auth/register`` and ``/auth/token`` (SPEC §2)."""
+
+from __future__ import annotations
+
+from time import time
+from typing import Any
+
+from litestar import Controller, Request, post
+from litestar.di import NamedDependency
+from litestar.middleware.rate_limit import RateLimitConfig, RateLimitMiddleware
+from litestar.params import JSONBody
+
+from app.auth.schemas import AccessToken, Credentials, Registered
+from app.auth.tokens import TokenService
+from app.users.services import UserService
+
+TOKEN_PATH = "/auth/token"
+
+
+class _RetryAfterRateLimit(RateLimitMiddleware):
+    """Litestar's limiter plus ``Retry-After`` once the window is used up."""
+
+    def create_response_headers(self, cache_object: Any) -> dict[str, str]:
+        headers = super().create_response_headers(cache_object)
+        if len(cache_object.history) >= self.max_requests:
+            headers["Retry-After"] = str(max(1, cache_object.reset - int(time())))
+        return headers
+
+
+def _is_token_request(request: Request[Any, Any, Any]) -> bool:
+    return request.method == "POST" and request.url.path == TOKEN_PATH
+
+
+def token_rate_limit(per_minute: int) -> RateLimitConfig:
+    """Throttle password guessing on ``POST /auth/token`` only, per client address.
+
+    The window lives in this process's memory store: each instance counts on
+    its own (documented in docs/decisions.md).
+    """
+    return RateLimitConfig(
+        rate_limit=("minute", per_minute),
+        middleware_class=_RetryAfterRateLimit,
+        check_throttle_handler=_is_token_request,
+        store="auth_token_rate_limit",
+    )
+
+
+class AuthController(Controller):
+    path = "/auth"
+    tags = ["auth"]
+    opt = {"exclude_from_auth": True}
+
+    @post("/register", operation_id="register")
+    async def register(
+        self, data: JSONBody[Credentials], users: NamedDependency[UserService]
+    ) -> Registered:
+        """Create a password account."""
+        user_id, email = await users.register(data.email, data.password)
+        return Registered(id=user_id, email=email)
+
+    @post("/token", operation_id="issueToken", status_code=200)
+    async def token(
+        self,
+        data: JSONBody[Credentials],
+        users: NamedDependency[UserService],
+        tokens: NamedDependency[TokenService],
+    ) -> AccessToken:
+        """Exchange email and password for a bearer token."""
+        user_id = await users.authenticate(data.email, data.password)
+        access_token, expires_in = tokens.issue(str(user_id))
+        return AccessToken(access_token=access_token, expires_in=expires_in)

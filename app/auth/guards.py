@@ -1,0 +1,59 @@
+"""Bearer-token authentication for every route that is not explicitly open.
+
+A middleware rather than per-route guards, so a new route is protected by
+default; open routes opt out with ``opt={"exclude_from_auth": True}`` or are
+listed in ``OPEN_PATHS`` (the mounted admin has its own session login).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+from litestar.exceptions import NotAuthorizedException
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.middleware.base import DefineMiddleware
+
+from app.auth.tokens import TokenError
+
+if TYPE_CHECKING:
+    from litestar.connection import ASGIConnection
+
+    from app.auth.tokens import TokenService
+    from app.users.services import UserService
+
+OPEN_PATHS = ["^/health$", "^/schema", "^/metrics$", "^/admin"]
+
+
+class AuthUser(msgspec.Struct, frozen=True):
+    """What a handler knows about its caller: the users.id, nothing cached beyond it."""
+
+    id: UUID
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    def __init__(
+        self, app: Any, *, tokens: TokenService, users: UserService, **kwargs: Any
+    ) -> None:
+        super().__init__(app, exclude=OPEN_PATHS, **kwargs)
+        self.tokens = tokens
+        self.users = users
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthorizedException("missing bearer token")
+        try:
+            identity = self.tokens.verify(token.strip())
+        except TokenError as exc:
+            raise NotAuthorizedException(str(exc)) from None
+        user_id = await self.users.resolve(identity)
+        return AuthenticationResult(user=AuthUser(id=user_id), auth=identity)
+
+
+def bearer_auth(tokens: TokenService, users: UserService) -> DefineMiddleware:
+    return DefineMiddleware(BearerAuthMiddleware, tokens=tokens, users=users)

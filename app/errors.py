@@ -1,0 +1,119 @@
+"""Domain errors and the one exception-handler map that turns them into SPEC bodies.
+
+Services raise these; controllers never catch them.  Every error body has
+``status_code`` and ``detail``; a revision conflict adds ``revision`` and a
+bad input adds ``field``, so a client can react without parsing prose.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litestar import MediaType, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_400_BAD_REQUEST
+
+if TYPE_CHECKING:
+    from litestar import Request
+    from litestar.types import ExceptionHandlersMap
+
+
+class CellarError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        return {"status_code": self.status_code, "detail": self.detail}
+
+
+class NotFound(CellarError):
+    """Missing, or not the caller's: both answer the same 404."""
+
+    status_code = 404
+
+
+class InvalidInput(CellarError):
+    status_code = 400
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "field": self.field}
+
+
+class PayloadTooLarge(InvalidInput):
+    status_code = 413
+
+
+class Duplicate(CellarError):
+    status_code = 409
+
+
+class RevisionConflict(CellarError):
+    status_code = 409
+
+    def __init__(self, revision: int, detail: str = "revision conflict") -> None:
+        super().__init__(detail)
+        self.revision = revision
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "revision": self.revision}
+
+
+class PreconditionFailed(RevisionConflict):
+    """An ``If-Match`` header named another revision (HTTP says 412, not 409)."""
+
+    status_code = 412
+
+
+class Unauthorized(CellarError):
+    status_code = 401
+
+
+def _cellar_error(_: Request[Any, Any, Any], exc: CellarError) -> Response[Any]:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return Response(
+        content=exc.body(),
+        status_code=exc.status_code,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Name the offending field first in ``detail`` (Litestar keeps it in ``extra``)."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    first = extra[0] if extra and isinstance(extra[0], dict) else {}
+    key = first.get("key")
+    message = first.get("message") or exc.detail
+    detail = f"{key}: {message}" if key else str(message)
+    body: dict[str, Any] = {"status_code": HTTP_400_BAD_REQUEST, "detail": detail}
+    if key:
+        body["field"] = key
+    if extra:
+        body["extra"] = extra
+    return Response(content=body, status_code=HTTP_400_BAD_REQUEST, media_type=MediaType.JSON)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return Response(
+        content={"status_code": exc.status_code, "detail": exc.detail},
+        status_code=exc.status_code,
+        media_type=MediaType.JSON,
+        headers=headers or None,
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    CellarError: _cellar_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+}

@@ -1,0 +1,108 @@
+"""The app factory: the one place where routes, services and middleware are wired.
+
+Everything is built once here, at start-up (token verifier, services, the
+admin later on); requests only look things up.  ``create_app`` takes its
+settings as an argument so tests and several instances can build apps with
+different settings; ``app_from_env`` is the uvicorn factory for real runs.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from app.auth.controllers import AuthController, token_rate_limit
+from app.auth.guards import AuthUser, bearer_auth
+from app.auth.tokens import TokenService
+from app.database import get_engine, pool_options, prepare_environment
+from app.errors import EXCEPTION_HANDLERS
+from app.settings import Settings
+from app.system.controllers import SystemController
+from app.system.services import HealthService
+from app.users.controllers import MeController
+from app.users.services import UserService
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+VERSION = "0.1.0"
+
+
+def _current_user(request: Request[AuthUser, object, State]) -> AuthUser:
+    return request.user
+
+
+def create_app(settings: Settings) -> Litestar:
+    engine = get_engine()
+    tokens = TokenService(
+        secret_key=_required(settings.app_secret_key, "APP_SECRET_KEY"),
+        lifetime_seconds=settings.token_lifetime_seconds,
+        external_issuer=settings.auth_issuer,
+        external_audience=settings.auth_audience,
+        external_public_key=settings.auth_public_key,
+        external_jwks_url=settings.auth_jwks_url,
+    )
+    users = UserService()
+    health = HealthService(engine, timeout=settings.health_timeout_seconds)
+
+    @asynccontextmanager
+    async def database_pool(_: Litestar) -> AsyncIterator[None]:
+        """Own the engine's pool for the app's lifetime; fail start-up loudly without a database."""
+        await engine.start_connection_pool(**pool_options(settings))
+        try:
+            yield
+        finally:
+            await engine.close_connection_pool()
+
+    def singleton(value: object) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    return Litestar(
+        route_handlers=[SystemController, AuthController, MeController],
+        dependencies={
+            "settings": singleton(settings),
+            "tokens": singleton(tokens),
+            "users": singleton(users),
+            "health": singleton(health),
+            "current_user": Provide(_current_user, sync_to_thread=False),
+        },
+        middleware=[
+            token_rate_limit(settings.auth_token_rate_limit_per_minute).middleware,
+            bearer_auth(tokens, users),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_request_body_bytes,
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        if settings.cors_origins
+        else None,
+        openapi_config=OpenAPIConfig(
+            title="Cellar",
+            version=VERSION,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        lifespan=[database_pool],
+        state=State({"settings": settings}),
+    )
+
+
+def app_from_env() -> Litestar:
+    """uvicorn's factory (``cellar serve``): resolve the database, read settings, build."""
+    prepare_environment(os.environ)
+    return create_app(Settings.from_env(os.environ))
+
+
+def _required(value: str | None, name: str) -> str:
+    if value is None:
+        from app.settings import SettingsError
+
+        raise SettingsError(f"{name}: required")
+    return value

@@ -1,0 +1,162 @@
+"""Test harness: a fresh PostgreSQL database per session, built by Piccolo's migrations.
+
+The server is chosen in order: ``TEST_DATABASE_URL``; a testcontainers
+PostgreSQL when a Docker engine answers; else the embedded ``pgserver``.  A
+new database is created on it, its URL is put in the environment *before*
+anything imports ``piccolo_conf`` (the engine reads it once), Piccolo's own
+migration runner builds the schema, and the database is dropped at the end.
+Tests stay isolated through fresh users, not mocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tempfile
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from app.settings import Settings
+
+# The external identity provider of the test session: its tokens are signed
+# with this key, and the app trusts its public half (AUTH_PUBLIC_KEY).
+EXTERNAL_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+EXTERNAL_ISSUER = "https://idp.test.invalid/"
+EXTERNAL_AUDIENCE = "cellar-tests"
+
+TEST_ENV = {
+    "APP_SECRET_KEY": secrets.token_urlsafe(48),
+    "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    # Generous for the shared in-process client; the limiter itself is tested
+    # on a real server process with a small limit (tests/e2e/test_server.py).
+    "AUTH_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
+    "AUTH_PUBLIC_KEY": EXTERNAL_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode(),
+    "AUTH_ISSUER": EXTERNAL_ISSUER,
+    "AUTH_AUDIENCE": EXTERNAL_AUDIENCE,
+}
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL (TCP or unix socket) pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        client.close()
+    except Exception:
+        return False
+    return True
+
+
+def _server_url(stack: ExitStack) -> tuple[str, str]:
+    """(maintenance URL of a running server, how it was found)."""
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if url:
+        return url, "TEST_DATABASE_URL"
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        container = stack.enter_context(PostgresContainer("postgres:16", driver=None))
+        return container.get_connection_url(), "testcontainers"
+    import pgserver
+
+    data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="cellar-test-pg-"))
+    server = pgserver.get_server(data_dir, cleanup_mode="delete")
+    stack.callback(server.cleanup)
+    return server.get_uri(), "embedded pgserver"
+
+
+async def _create_database(server_url: str, name: str) -> None:
+    connection = await asyncpg.connect(server_url)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    connection = await asyncpg.connect(server_url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A migrated, empty database for this session; dropped afterwards."""
+    with ExitStack() as stack:
+        server_url, source = _server_url(stack)
+        name = f"cellar_test_{secrets.token_hex(4)}"
+        asyncio.run(_create_database(server_url, name))
+        stack.callback(lambda: asyncio.run(_drop_database(server_url, name)))
+        url = with_database(server_url, name)
+        os.environ.update(TEST_ENV, DATABASE_URL=url)
+        print(f"\ntest database {name} on {source}")
+
+        from piccolo.apps.migrations.commands.forwards import run_forwards
+
+        result = asyncio.run(run_forwards(app_name="all"))
+        assert result.success, result.message
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    from app.settings import Settings
+
+    return Settings.from_env(os.environ)
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """One app for the session, served in the tests' own event loop.
+
+    Litestar's ``AsyncTestClient`` runs the app in a portal thread with its
+    own loop, so the engine's pool would live in another loop than the tests
+    that query through Piccolo; ASGI transport plus the app's own lifespan
+    keeps everything in one loop.  One app only: the engine's pool is per
+    process (see app.database).
+    """
+    from app.main import create_app
+
+    app = create_app(settings)
+    started, stopping = asyncio.Event(), asyncio.Event()
+
+    async def run_lifespan() -> None:
+        # Entered and exited in one task: the lifespan holds anyio cancel scopes.
+        async with app.lifespan():
+            started.set()
+            await stopping.wait()
+
+    lifespan = asyncio.create_task(run_lifespan())
+    await asyncio.wait(
+        [lifespan, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED"
+    )
+    if lifespan.done():
+        lifespan.result()  # start-up failed: raise its error here
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+    stopping.set()
+    await lifespan
