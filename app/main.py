@@ -24,6 +24,9 @@ from app.auth.guards import AuthUser, bearer_auth
 from app.auth.tokens import TokenService
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
+from app.notebooks.connections import ConnectionStringCipher
+from app.notebooks.controllers import NotebookController
+from app.notebooks.services import NotebookService
 from app.settings import Settings
 from app.system.controllers import SystemController
 from app.system.services import HealthService
@@ -51,6 +54,9 @@ def create_app(settings: Settings) -> Litestar:
         external_jwks_url=settings.auth_jwks_url,
     )
     users = UserService()
+    notebooks = NotebookService(
+        settings, ConnectionStringCipher(_required(settings.encryption_key, "ENCRYPTION_KEY"))
+    )
     health = HealthService(engine, timeout=settings.health_timeout_seconds)
 
     @asynccontextmanager
@@ -66,11 +72,12 @@ def create_app(settings: Settings) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[SystemController, AuthController, MeController],
+        route_handlers=[SystemController, AuthController, MeController, NotebookController],
         dependencies={
             "settings": singleton(settings),
             "tokens": singleton(tokens),
             "users": singleton(users),
+            "notebooks": singleton(notebooks),
             "health": singleton(health),
             "current_user": Provide(_current_user, sync_to_thread=False),
         },

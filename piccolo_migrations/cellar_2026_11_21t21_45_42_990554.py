@@ -9,6 +9,7 @@
   generated ``search_tsv`` (simple configuration: code is not English) over
   name and code, and, where the server has pg_trgm, trigram indexes over code
   and names for identifier/substring search.
+- ``cell_count``: generated, so a notebook list reads no cells document.
 - ``cell_runs`` has one row per (notebook, cell).
 
 This file stands alone: it never imports ``app``.
@@ -45,6 +46,9 @@ FORWARDS = [
     ) STORED
     """,
     "CREATE INDEX notebooks_search_tsv ON notebooks USING gin (search_tsv)",
+    # Listing notebooks must not detoast every cells document to count it.
+    "ALTER TABLE notebooks ADD COLUMN cell_count integer "
+    "GENERATED ALWAYS AS (jsonb_array_length(cells)) STORED",
     "CREATE UNIQUE INDEX cell_runs_notebook_cell ON cell_runs (notebook_id, cell_id)",
     "ALTER TABLE cell_runs ADD CONSTRAINT cell_runs_status_valid "
     "CHECK (status IN ('idle', 'running', 'success', 'error', 'blocked'))",
@@ -76,6 +80,7 @@ BACKWARDS = [
     "DROP INDEX IF EXISTS notebooks_code_trgm",
     "ALTER TABLE cell_runs DROP CONSTRAINT cell_runs_status_valid",
     "DROP INDEX cell_runs_notebook_cell",
+    "ALTER TABLE notebooks DROP COLUMN cell_count",
     "DROP INDEX notebooks_search_tsv",
     "ALTER TABLE notebooks DROP COLUMN search_tsv",
     "DROP FUNCTION cellar_cells_code(jsonb)",

@@ -22,13 +22,15 @@ from importlib.resources import files
 
 import msgspec
 
+from app.notebooks.schemas import CellType
+
 __all__ = ["DemoCell", "DemoTemplate", "load_demo"]
 
 
 class DemoCell(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One cell of the template: ``python``, ``sql`` or ``markdown`` source text."""
 
-    type: str
+    type: CellType
     code: str
 
 

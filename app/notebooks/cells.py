@@ -1,0 +1,84 @@
+"""Making stored cells: fresh ids and server-computed reads/writes (pure, no I/O).
+
+Clients never send reads/writes; every path that creates or changes a
+cell's code goes through ``make_cell`` so the analysis cannot be skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from app.notebooks.analysis import analyze
+from app.notebooks.demo import load_demo
+from app.notebooks.schemas import Cell, CellType, StoredCell
+
+ENCODE = msgspec.json.encode
+
+
+def make_cell(
+    cell_type: CellType,
+    code: str,
+    cell_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> StoredCell:
+    reads, writes = analyze(cell_type, code)
+    return StoredCell(
+        id=cell_id or str(uuid.uuid4()),
+        type=cell_type,
+        code=code,
+        reads=reads,
+        writes=writes,
+        metadata=metadata or {},
+    )
+
+
+def with_code(cell: StoredCell, code: str) -> StoredCell:
+    return make_cell(cell.type, code, cell.id, cell.metadata)
+
+
+def blank_cells() -> list[StoredCell]:
+    """A new notebook starts with one empty python cell."""
+    return [make_cell("python", "")]
+
+
+@cache
+def _analysed_demo() -> tuple[tuple[CellType, str, list[str], list[str]], ...]:
+    analysed = []
+    for cell in load_demo().cells:
+        reads, writes = analyze(cell.type, cell.code)
+        analysed.append((cell.type, cell.code, reads, writes))
+    return tuple(analysed)
+
+
+def demo_cells() -> list[StoredCell]:
+    """An independent copy of the demo: the template's cells with fresh ids."""
+    return [
+        StoredCell(
+            id=str(uuid.uuid4()),
+            type=cell_type,
+            code=code,
+            reads=list(reads),
+            writes=list(writes),
+        )
+        for cell_type, code, reads, writes in _analysed_demo()
+    ]
+
+
+def idle(cell: StoredCell) -> Cell:
+    """The API shape of a cell that has not run (no row in cell_runs)."""
+    return Cell(
+        id=cell.id,
+        type=cell.type,
+        code=cell.code,
+        reads=cell.reads,
+        writes=cell.writes,
+        metadata=cell.metadata,
+        status="idle",
+        stdout="",
+        outputs=[],
+        error=None,
+    )

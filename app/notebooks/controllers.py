@@ -1,0 +1,239 @@
+"""Notebook and cell routes (SPEC §3): the frontend's contract.
+
+Each handler is one service call.  Conditional requests are handled here
+because they are HTTP: ``ETag: "<revision>"`` on GET with 304 for a
+matching ``If-None-Match``, and ``If-Match: "<revision>"`` on mutations as
+an alternative to ``expected_revision`` (a mismatch is 412, not 409).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from litestar import Controller, Response, delete, get, post, put
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
+
+from app.auth.guards import AuthUser
+from app.errors import InvalidInput
+from app.notebooks.graph import Graph
+from app.notebooks.schemas import (
+    CellCreate,
+    CellCreated,
+    CellMove,
+    CellOutputs,
+    CellSaved,
+    CellUpdate,
+    Done,
+    Notebook,
+    NotebookConnection,
+    NotebookCreate,
+    NotebookCreated,
+    NotebookList,
+    NotebookRename,
+    Saved,
+)
+from app.notebooks.services import NotebookService, Precondition
+
+_ENTITY_TAG = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
+
+
+def etag(revision: int) -> str:
+    return f'"{revision}"'
+
+
+def parse_if_match(
+    header: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+) -> int | None:
+    """``"<revision>"`` → that revision; absent or ``*`` → no condition."""
+    if header is None or header.strip() == "*":
+        return None
+    match = _ENTITY_TAG.match(header)
+    if match is None:
+        raise InvalidInput("If-Match", 'expected a quoted revision such as "12"')
+    return int(match.group(1))
+
+
+class NotebookController(Controller):
+    path = "/notebooks"
+    tags = ["notebooks"]
+    dependencies = {"if_match": Provide(parse_if_match, sync_to_thread=False)}
+
+    @get(operation_id="listNotebooks")
+    async def list_notebooks(
+        self, current_user: NamedDependency[AuthUser], notebooks: NamedDependency[NotebookService]
+    ) -> NotebookList:
+        """The caller's notebooks, newest first (the first call provisions blank and demo)."""
+        return await notebooks.list(current_user.id)
+
+    @post(operation_id="createNotebook")
+    async def create_notebook(
+        self,
+        data: JSONBody[NotebookCreate],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+    ) -> NotebookCreated:
+        """A new notebook with one empty python cell."""
+        return NotebookCreated(notebook_id=await notebooks.create(current_user.id, data.name))
+
+    @get("/{notebook_id:str}", operation_id="getNotebook")
+    async def get_notebook(
+        self,
+        notebook_id: FromPath[str],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_none_match: Annotated[
+            str | None, HeaderParameter(name="If-None-Match", required=False)
+        ] = None,
+    ) -> Response[Notebook]:
+        """One notebook with its cells and their run state; 304 when the ETag matches."""
+        if if_none_match is not None:
+            revision = await notebooks.revision(current_user.id, notebook_id)
+            if etag(revision) in (
+                tag.strip().removeprefix("W/") for tag in if_none_match.split(",")
+            ):
+                return Response(
+                    content=None,  # type: ignore[arg-type]
+                    status_code=HTTP_304_NOT_MODIFIED,
+                    headers={"ETag": etag(revision)},
+                )
+        notebook = await notebooks.get(current_user.id, notebook_id)
+        return Response(notebook, headers={"ETag": etag(notebook.revision)})
+
+    @put("/{notebook_id:str}/name", operation_id="renameNotebook")
+    async def rename(
+        self,
+        notebook_id: FromPath[str],
+        data: JSONBody[NotebookRename],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+    ) -> Saved:
+        """Rename."""
+        pre = Precondition(data.expected_revision, if_match)
+        return Saved(revision=await notebooks.rename(current_user.id, notebook_id, data.name, pre))
+
+    @put("/{notebook_id:str}/db", operation_id="setNotebookConnection")
+    async def set_connection(
+        self,
+        notebook_id: FromPath[str],
+        data: JSONBody[NotebookConnection],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+    ) -> Saved:
+        """Set the database the notebook's sql cells run against (stored encrypted)."""
+        pre = Precondition(data.expected_revision, if_match)
+        revision = await notebooks.set_connection(
+            current_user.id, notebook_id, data.connection_string, pre
+        )
+        return Saved(revision=revision)
+
+    @delete("/{notebook_id:str}", operation_id="deleteNotebook", status_code=HTTP_200_OK)
+    async def delete_notebook(
+        self,
+        notebook_id: FromPath[str],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+        expected_revision: Annotated[int | None, QueryParameter(ge=0)] = None,
+    ) -> Done:
+        """Delete the notebook and everything in it."""
+        pre = Precondition(expected_revision, if_match)
+        await notebooks.delete(current_user.id, notebook_id, pre)
+        return Done()
+
+    @post("/{notebook_id:str}/cells", operation_id="insertCell")
+    async def insert_cell(
+        self,
+        notebook_id: FromPath[str],
+        data: JSONBody[CellCreate],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+    ) -> CellCreated:
+        """Insert a cell at ``index`` (absent: append)."""
+        pre = Precondition(data.expected_revision, if_match)
+        cell, revision = await notebooks.insert_cell(
+            current_user.id, notebook_id, data.type, data.code, data.index, pre
+        )
+        return CellCreated(cell=cell, revision=revision)
+
+    @put("/{notebook_id:str}/cells/{cell_id:str}", operation_id="updateCell")
+    async def update_cell(
+        self,
+        notebook_id: FromPath[str],
+        cell_id: FromPath[str],
+        data: JSONBody[CellUpdate],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+    ) -> CellSaved:
+        """Replace a cell's code; reads and writes are recomputed."""
+        pre = Precondition(data.expected_revision, if_match)
+        cell, revision = await notebooks.update_cell(
+            current_user.id, notebook_id, cell_id, data.code, pre
+        )
+        return CellSaved(revision=revision, cell=cell)
+
+    @delete(
+        "/{notebook_id:str}/cells/{cell_id:str}", operation_id="deleteCell", status_code=HTTP_200_OK
+    )
+    async def delete_cell(
+        self,
+        notebook_id: FromPath[str],
+        cell_id: FromPath[str],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+        expected_revision: Annotated[int | None, QueryParameter(ge=0)] = None,
+    ) -> Saved:
+        """Delete a cell and its run state."""
+        pre = Precondition(expected_revision, if_match)
+        return Saved(
+            revision=await notebooks.delete_cell(current_user.id, notebook_id, cell_id, pre)
+        )
+
+    @post(
+        "/{notebook_id:str}/cells/{cell_id:str}/move",
+        operation_id="moveCell",
+        status_code=HTTP_200_OK,
+    )
+    async def move_cell(
+        self,
+        notebook_id: FromPath[str],
+        cell_id: FromPath[str],
+        data: JSONBody[CellMove],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+    ) -> Saved:
+        """Move a cell so it ends at ``index`` of the new order."""
+        pre = Precondition(data.expected_revision, if_match)
+        revision = await notebooks.move_cell(current_user.id, notebook_id, cell_id, data.index, pre)
+        return Saved(revision=revision)
+
+    @put("/{notebook_id:str}/cells/{cell_id:str}/outputs", operation_id="writeCellOutputs")
+    async def write_outputs(
+        self,
+        notebook_id: FromPath[str],
+        cell_id: FromPath[str],
+        data: JSONBody[CellOutputs],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+    ) -> Done:
+        """Store a cell's run state (execution engine); the revision does not change."""
+        await notebooks.write_outputs(current_user.id, notebook_id, cell_id, data)
+        return Done()
+
+    @get("/{notebook_id:str}/graph", operation_id="getNotebookGraph")
+    async def graph(
+        self,
+        notebook_id: FromPath[str],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+    ) -> Graph:
+        """Dependency graph: writer → reader edges, order, cycles, conflicts."""
+        return await notebooks.graph(current_user.id, notebook_id)
