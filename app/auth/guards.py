@@ -48,7 +48,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("missing bearer token")
         try:
-            identity = self.tokens.verify(token.strip())
+            identity = await self.tokens.verify_async(token.strip())
         except TokenError as exc:
             raise NotAuthorizedException(str(exc)) from None
         user_id = await self.users.resolve(identity)

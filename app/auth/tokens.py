@@ -28,6 +28,7 @@ Why the algorithms are pinned
     whatever the header says, a key is only ever used with its own algorithm.
 """
 
+import asyncio
 import time
 import uuid
 from typing import Any, Final
@@ -203,6 +204,16 @@ class TokenService:
             return self._verify_external(token, str(algorithm))
         raise TokenError("unsupported token algorithm")
 
+    async def verify_async(self, token: str) -> Identity:
+        """``verify``, moved off the event loop when it may fetch the provider's JWKS.
+
+        PyJWKClient fetches keys synchronously (up to its timeout) when its
+        cache is cold or a new ``kid`` appears; our own HS256 tokens never do.
+        """
+        if self._jwks_client is None or _unverified_algorithm(token) == _OWN_ALGORITHM:
+            return self.verify(token)
+        return await asyncio.to_thread(self.verify, token)
+
     def _verify_own(self, token: str) -> Identity:
         claims = _decode(
             token,
@@ -256,6 +267,13 @@ class TokenService:
         if not isinstance(subject, str) or not subject:
             raise TokenError("invalid token")
         return Identity(external_subject=subject, expires_at=int(claims["exp"]))
+
+
+def _unverified_algorithm(token: str) -> object:
+    try:
+        return jwt.get_unverified_header(token).get("alg")
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
 
 
 def _decode(

@@ -725,3 +725,24 @@ def test_every_decode_pins_exactly_the_keys_algorithm(
     assert [algs for _, algs in seen] == [["HS256"], ["RS256"], ["ES256"], ["RS256"], ["ES256"]]
     assert seen[0][0] is str  # only ever our secret for HS256
     assert all(kind is not str for kind, _ in seen[1:])  # public keys for the rest
+
+
+async def test_verify_async_fetches_jwks_off_the_event_loop(
+    jwks_service: TokenService, rsa_key: rsa.RSAPrivateKey, service: TokenService
+) -> None:
+    """A JWKS fetch must not run on the event loop thread; our own tokens stay inline."""
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    original = jwks_service.verify
+
+    def recording_verify(token: str) -> Identity:
+        seen.append(threading.get_ident())
+        return original(token)
+
+    jwks_service.verify = recording_verify  # type: ignore[method-assign]
+    token = jwt.encode(external_claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
+    identity = await jwks_service.verify_async(token)
+    assert identity.external_subject == EXTERNAL_SUB
+    assert seen and seen[0] != loop_thread
+    own, _ = service.issue(str(uuid.uuid4()))
+    assert (await service.verify_async(own)).user_id is not None
