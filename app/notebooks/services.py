@@ -120,8 +120,11 @@ class NotebookService:
         """Newest first; the first call of a user provisions the blank and demo notebooks."""
         async with connection() as conn:
             rows = await conn.fetch(_LIST, user_id)
-            if rows and not rows[0]["provisioned"]:
-                await self.provision(user_id)
+        if rows and not rows[0]["provisioned"]:
+            # Outside the first connection: holding one while waiting for
+            # another could exhaust the pool under a burst of first calls.
+            await self.provision(user_id)
+            async with connection() as conn:
                 rows = await conn.fetch(_LIST, user_id)
         return NotebookList(
             notebooks=[
