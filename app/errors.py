@@ -104,6 +104,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
+    if exc.status_code == 429 and "RateLimit-Reset" in headers:
+        # Litestar's limiter says when the window resets; HTTP clients read Retry-After.
+        headers.setdefault("Retry-After", str(max(1, int(headers["RateLimit-Reset"]))))
     return Response(
         content={"status_code": exc.status_code, "detail": exc.detail},
         status_code=exc.status_code,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from time import time
 from typing import Any
 
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency
-from litestar.middleware.rate_limit import RateLimitConfig, RateLimitMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import JSONBody
 
 from app.auth.schemas import AccessToken, Credentials, Registered
@@ -15,16 +14,6 @@ from app.auth.tokens import TokenService
 from app.users.services import UserService
 
 TOKEN_PATH = "/auth/token"
-
-
-class _RetryAfterRateLimit(RateLimitMiddleware):
-    """Litestar's limiter plus ``Retry-After`` once the window is used up."""
-
-    def create_response_headers(self, cache_object: Any) -> dict[str, str]:
-        headers = super().create_response_headers(cache_object)
-        if len(cache_object.history) >= self.max_requests:
-            headers["Retry-After"] = str(max(1, cache_object.reset - int(time())))
-        return headers
 
 
 def _is_token_request(request: Request[Any, Any, Any]) -> bool:
@@ -39,7 +28,6 @@ def token_rate_limit(per_minute: int) -> RateLimitConfig:
     """
     return RateLimitConfig(
         rate_limit=("minute", per_minute),
-        middleware_class=_RetryAfterRateLimit,
         check_throttle_handler=_is_token_request,
         store="auth_token_rate_limit",
     )

@@ -15,20 +15,31 @@ class HealthService:
     def __init__(self, engine: PostgresEngine, timeout: float) -> None:
         self.engine = engine
         self.timeout = timeout
+        self._probe: asyncio.Task[bool] | None = None
 
     async def database_reachable(self) -> bool:
-        """``SELECT 1`` through the pool, bounded so ``/health`` never hangs.
+        """Whether ``SELECT 1`` through the pool succeeds within the deadline.
 
-        asyncpg's pool replaces connections that died while the server was
-        down, so the first check after it returns succeeds by itself.
+        The probe runs as its own task and the request only waits for it up
+        to the deadline: when the server hangs (rather than refusing), asyncpg
+        can block past any timeout while it cancels the query and releases
+        the connection.  One probe at a time: later checks wait on the same
+        task instead of piling up connections behind a frozen server.  asyncpg
+        replaces connections that died while the server was down, so the
+        first probe after it returns succeeds by itself.
         """
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._select_one())
+        done, _ = await asyncio.wait({self._probe}, timeout=self.timeout)
+        return bool(done) and self._probe.result()
+
+    async def _select_one(self) -> bool:
         pool = self.engine.pool
         if pool is None:
             return False
         try:
-            async with asyncio.timeout(self.timeout):
-                async with pool.acquire() as connection:
-                    await connection.fetchval("SELECT 1")
+            async with pool.acquire(timeout=self.timeout) as connection:
+                await connection.fetchval("SELECT 1", timeout=self.timeout)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
         return True

@@ -158,12 +158,6 @@ def test_health_reports_a_stopped_database_and_recovers_by_itself(
         assert_not_restarted(service, pid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/system/services.py: the deadline does not cover releasing a connection whose "
-    "query was cancelled; asyncpg then waits, without a deadline, for its cancel request to a "
-    "server that never answers, so the first /health after the database hangs hangs too",
-)
 def test_health_answers_in_time_when_the_database_hangs(
     throwaway_postgres: pgserver.PostgresServer,
 ) -> None:
