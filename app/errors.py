@@ -7,6 +7,7 @@ bad input adds ``field``, so a client can react without parsing prose.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from litestar import MediaType, Response
@@ -16,6 +17,9 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import ExceptionHandlersMap
+
+
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 
 class CellarError(Exception):
@@ -89,8 +93,11 @@ def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Re
     """Name the offending field first in ``detail`` (Litestar keeps it in ``extra``)."""
     extra = exc.extra if isinstance(exc.extra, list) else []
     first = extra[0] if extra and isinstance(extra[0], dict) else {}
-    key = first.get("key")
     message = first.get("message") or exc.detail
+    key = first.get("key")
+    missing = _MISSING_FIELD.search(str(message))
+    if missing is not None:  # Litestar reports a missing body field under the key "data"
+        key = missing.group(1)
     detail = f"{key}: {message}" if key else str(message)
     body: dict[str, Any] = {"status_code": HTTP_400_BAD_REQUEST, "detail": detail}
     if key:
@@ -115,8 +122,18 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     )
 
 
+def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """msgspec gives up on absurdly nested JSON with RecursionError: that is bad input."""
+    return Response(
+        content={"status_code": HTTP_400_BAD_REQUEST, "detail": "body is nested too deeply"},
+        status_code=HTTP_400_BAD_REQUEST,
+        media_type=MediaType.JSON,
+    )
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     CellarError: _cellar_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
+    RecursionError: _too_deep,
 }

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern="^[^\x00]*$")]
 # Over 1 KiB is no password anyone types; the cap keeps argon2 from being fed megabytes.
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
 

@@ -22,14 +22,17 @@ def mask_password(connection_string: str) -> str:
     scheme, sep, rest = connection_string.partition("://")
     if not sep:
         return _KEY_VALUE_PASSWORD.sub(lambda m: m.group(1) + MASK, connection_string)
-    authority_end = len(rest)
-    for stop in "/?#":
-        index = rest.find(stop, rest.rfind("@") + 1)
-        if index != -1:
-            authority_end = min(authority_end, index)
+    # The userinfo ends at the last "@" before any "?" or "#": an "@" in a query
+    # value is not a separator, while an unencoded "/" or "@" in a password
+    # (common in hand-written strings) still leaves the password masked.
+    stops = [index for index in (rest.find(stop) for stop in "?#") if index != -1]
+    before_query = min(stops, default=len(rest))
+    last_at = rest.rfind("@", 0, before_query)
+    slash = rest.find("/", last_at + 1, before_query)
+    authority_end = before_query if slash == -1 else slash
     authority, tail = rest[:authority_end], rest[authority_end:]
-    userinfo, at, hosts = authority.rpartition("@")
-    if at and ":" in userinfo:
+    userinfo, separator, hosts = authority.rpartition("@")
+    if separator and ":" in userinfo:
         user = userinfo.partition(":")[0]
         authority = f"{user}:{MASK}@{hosts}"
     tail = _QUERY_PASSWORD.sub(lambda m: m.group(1) + MASK, tail)

@@ -71,12 +71,13 @@ class NotebookController(Controller):
     @post(operation_id="createNotebook")
     async def create_notebook(
         self,
-        data: JSONBody[NotebookCreate],
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
+        data: JSONBody[NotebookCreate | None] = None,
     ) -> NotebookCreated:
-        """A new notebook with one empty python cell."""
-        return NotebookCreated(notebook_id=await notebooks.create(current_user.id, data.name))
+        """A new notebook with one empty python cell (the body may be left out)."""
+        name = data.name if data is not None else None
+        return NotebookCreated(notebook_id=await notebooks.create(current_user.id, name))
 
     @get("/{notebook_id:str}", operation_id="getNotebook")
     async def get_notebook(
@@ -91,9 +92,8 @@ class NotebookController(Controller):
         """One notebook with its cells and their run state; 304 when the ETag matches."""
         if if_none_match is not None:
             revision = await notebooks.revision(current_user.id, notebook_id)
-            if etag(revision) in (
-                tag.strip().removeprefix("W/") for tag in if_none_match.split(",")
-            ):
+            tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+            if etag(revision) in tags or "*" in tags:
                 return Response(
                     content=None,  # type: ignore[arg-type]
                     status_code=HTTP_304_NOT_MODIFIED,

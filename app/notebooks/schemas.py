@@ -18,10 +18,13 @@ CellType = Literal["python", "sql", "markdown", "raw"]
 RunStatus = Literal["idle", "running", "success", "error", "blocked"]
 NotebookKindName = Literal["user", "blank", "demo"]
 
+# PostgreSQL text and jsonb cannot hold U+0000: refuse it here, naming the field,
+# rather than let the database answer 500.
+NO_NUL = "^[^\x00]*$"
 Revision = Annotated[int, msgspec.Meta(ge=0)]
-Name = Annotated[str, msgspec.Meta(max_length=255)]
-CellId = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-Code = Annotated[str, msgspec.Meta(max_length=256 * 1024)]
+Name = Annotated[str, msgspec.Meta(max_length=255, pattern=NO_NUL)]
+Code = Annotated[str, msgspec.Meta(max_length=256 * 1024, pattern=NO_NUL)]
+Text = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
 Position = Annotated[int, msgspec.Meta(ge=0)]
 ConnectionString = Annotated[str, msgspec.Meta(max_length=4096)]
 
@@ -118,9 +121,9 @@ class CellMove(msgspec.Struct, frozen=True):
 
 class CellOutputs(msgspec.Struct, frozen=True):
     status: RunStatus
-    stdout: str = ""
+    stdout: Text = ""
     outputs: list[Output] = []
-    error: str | None = None
+    error: Text | None = None
 
 
 class Saved(msgspec.Struct, frozen=True):

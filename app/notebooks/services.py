@@ -142,6 +142,7 @@ class NotebookService:
         )
 
     async def get(self, user_id: UUID, notebook_id: str) -> Notebook:
+        _addressable(notebook_id)
         async with connection() as conn:
             row = await conn.fetchrow(_GET, notebook_id, user_id)
         if row is None:
@@ -164,6 +165,7 @@ class NotebookService:
 
     async def revision(self, user_id: UUID, notebook_id: str) -> int:
         """Just the revision, for conditional GETs that may end in 304."""
+        _addressable(notebook_id)
         async with connection() as conn:
             revision = await conn.fetchval(_REVISION, notebook_id, user_id)
         if revision is None:
@@ -171,6 +173,7 @@ class NotebookService:
         return int(revision)
 
     async def graph(self, user_id: UUID, notebook_id: str) -> Graph:
+        _addressable(notebook_id)
         async with connection() as conn:
             cells = await conn.fetchval(
                 "SELECT cells FROM notebooks WHERE id = $1 AND user_id = $2", notebook_id, user_id
@@ -335,6 +338,7 @@ class NotebookService:
         ``FOR SHARE`` on the notebook makes this wait for a concurrent cell
         deletion (which holds ``FOR UPDATE``) and then see that the cell is gone.
         """
+        _addressable(notebook_id, cell_id)
         outputs = ENCODE(run.outputs)
         if len(outputs) + len(run.stdout) > self.settings.max_cell_outputs_bytes:
             raise InvalidInput(
@@ -374,6 +378,7 @@ class NotebookService:
         self, conn: asyncpg.Connection, user_id: UUID, notebook_id: str, pre: Precondition
     ) -> tuple[int, int]:
         """Lock the row, then compare revisions against its latest committed state."""
+        _addressable(notebook_id)
         row = await conn.fetchrow(_LOCK, notebook_id, user_id)
         if row is None:
             raise NotFound("notebook not found")
@@ -397,6 +402,7 @@ class NotebookService:
 async def _find_cell(
     conn: asyncpg.Connection, notebook_id: str, cell_id: str
 ) -> tuple[int, StoredCell]:
+    _addressable(cell_id)
     row = await conn.fetchrow(_FIND_CELL, notebook_id, cell_id)
     if row is None:
         raise NotFound("cell not found")
@@ -406,6 +412,12 @@ async def _find_cell(
 async def _bump(conn: asyncpg.Connection, statement: str, notebook_id: str, *args: Any) -> int:
     """Run one of the revision-raising UPDATEs above; returns the new revision."""
     return int(await conn.fetchval(statement, notebook_id, *args))
+
+
+def _addressable(*ids: str) -> None:
+    """An id PostgreSQL could not even compare (it has U+0000) names nothing: 404."""
+    if any("\x00" in value for value in ids):
+        raise NotFound("not found")
 
 
 def _merge(stored: StoredCell, run: tuple[str, str, str, msgspec.Raw, str | None]) -> Cell:

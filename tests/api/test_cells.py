@@ -159,30 +159,6 @@ async def test_insert_cell_bad_body_is_400_naming_the_field(
     assert (notebook["revision"], len(notebook["cells"])) == (0, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (minor): bodies are decoded in msgspec's lax mode, so a JSON string where an "
-    "integer is expected ({'index': '1'}) is coerced instead of answering 400",
-)
-@pytest.mark.parametrize(
-    ("route", "body"),
-    [
-        ("cells", {"type": "python", "index": "1"}),
-        ("cells/{cell}/move", {"index": "0"}),
-        ("name", {"name": "x", "expected_revision": "0"}),
-    ],
-)
-async def test_string_where_an_integer_is_expected_is_400(
-    client: Any, route: str, body: dict[str, Any]
-) -> None:
-    headers, notebook_id, cell_id = await _setup(client)
-    await add_cell(client, headers, notebook_id, "b = 1")
-    url = f"/notebooks/{notebook_id}/" + route.format(cell=cell_id)
-    method = "PUT" if route == "name" else "POST"
-    response = await client.request(method, url, json=body, headers=headers)
-    assert response.status_code == 400, response.text
-
-
 async def test_insert_cell_missing_type_is_400(client: Any) -> None:
     headers, notebook_id, _ = await _setup(client)
     response = await client.post(
@@ -689,11 +665,6 @@ async def test_outputs_of_a_few_megabytes_are_accepted(client: Any) -> None:
 # -- client input that must never be a 500 ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a NUL character (\\u0000) in cell code cannot be stored in jsonb: 500 "
-    "instead of 400 naming `code` (app/notebooks/services.py insert_cell/update_cell)",
-)
 @pytest.mark.parametrize("route", ["insert", "update"])
 async def test_nul_character_in_code_is_400(client: Any, route: str) -> None:
     headers, notebook_id, cell_id = await _setup(client)
@@ -713,12 +684,6 @@ async def test_nul_character_in_code_is_400(client: Any, route: str) -> None:
     assert (len(notebook["cells"]), notebook["revision"]) == (1, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a NUL character (\\u0000) in stdout or error cannot be stored in the text "
-    "columns of cell_runs: 500 instead of 400 or a stored value "
-    "(app/notebooks/services.py write_outputs)",
-)
 @pytest.mark.parametrize("field", ["stdout", "error"])
 async def test_nul_character_in_run_state_is_not_a_500(client: Any, field: str) -> None:
     headers, notebook_id, cell_id = await _setup(client)
@@ -736,12 +701,6 @@ async def test_nul_character_in_run_state_is_not_a_500(client: Any, field: str) 
         assert cell[field] == "before\x00after"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a cell id with a NUL character in the path (cells/a%00b) is sent to "
-    "PostgreSQL as is: 500 instead of 404 (app/notebooks/services.py _find_cell, "
-    "write_outputs)",
-)
 @pytest.mark.parametrize(
     ("method", "suffix", "body"),
     [
@@ -761,12 +720,6 @@ async def test_nul_character_in_cell_id_is_404(
     assert response.status_code == 404, response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: output data nested about 1,000 levels deep makes msgspec raise "
-    "RecursionError while the body is decoded, which no handler in app/errors.py maps: "
-    "500 instead of 400",
-)
 async def test_deeply_nested_output_data_is_not_a_500(client: Any) -> None:
     headers, notebook_id, cell_id = await _setup(client)
     data = b"[" * 1000 + b"]" * 1000
