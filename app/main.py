@@ -27,6 +27,8 @@ from app.errors import EXCEPTION_HANDLERS
 from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
 from app.notebooks.services import NotebookService
+from app.search.controllers import SearchController
+from app.search.services import SearchService
 from app.settings import Settings
 from app.system.controllers import SystemController
 from app.system.services import HealthService
@@ -58,6 +60,7 @@ def create_app(settings: Settings) -> Litestar:
         settings, ConnectionStringCipher(_required(settings.encryption_key, "ENCRYPTION_KEY"))
     )
     health = HealthService(engine, timeout=settings.health_timeout_seconds)
+    search = SearchService()
 
     @asynccontextmanager
     async def database_pool(_: Litestar) -> AsyncIterator[None]:
@@ -72,13 +75,20 @@ def create_app(settings: Settings) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[SystemController, AuthController, MeController, NotebookController],
+        route_handlers=[
+            SystemController,
+            AuthController,
+            MeController,
+            NotebookController,
+            SearchController,
+        ],
         dependencies={
             "settings": singleton(settings),
             "tokens": singleton(tokens),
             "users": singleton(users),
             "notebooks": singleton(notebooks),
             "health": singleton(health),
+            "search": singleton(search),
             "current_user": Provide(_current_user, sync_to_thread=False),
         },
         middleware=[

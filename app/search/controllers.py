@@ -1,0 +1,61 @@
+"""``GET /notebooks/search`` (SPEC §6).
+
+A static path: Litestar prefers it to ``/notebooks/{notebook_id}``, so
+"search" is never taken for a notebook id.  The query-string constraints
+below give early 400s (and the OpenAPI schema); the service checks the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+
+from app.auth.guards import AuthUser
+from app.notebooks.schemas import CellType
+from app.search.schemas import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_QUERY_LENGTH,
+    MAX_VARIABLE_LENGTH,
+    SearchQuery,
+    SearchResults,
+)
+from app.search.services import SearchService
+
+
+class SearchController(Controller):
+    path = "/notebooks/search"
+    tags = ["search"]
+
+    @get(operation_id="searchNotebooks")
+    async def search_notebooks(
+        self,
+        current_user: NamedDependency[AuthUser],
+        search: NamedDependency[SearchService],
+        q: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=MAX_QUERY_LENGTH,
+                description="Full text (web search syntax) and substring over names and code.",
+            ),
+        ] = None,
+        type: Annotated[  # the name SPEC gives the query parameter
+            CellType | None,
+            QueryParameter(description="Only notebooks with a cell of this type."),
+        ] = None,
+        writes: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=MAX_VARIABLE_LENGTH,
+                description="Only notebooks with a cell that writes this variable.",
+            ),
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    ) -> SearchResults:
+        """Search the caller's notebooks by text, cell type and written variable, best first."""
+        return await search.search(
+            current_user.id, SearchQuery(q=q, type=type, writes=writes, limit=limit)
+        )
