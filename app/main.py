@@ -16,6 +16,7 @@ from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -106,6 +107,8 @@ def create_app(settings: Settings) -> Litestar:
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
+        # Unhandled errors (500s) are logged with their traceback, not only in debug mode.
+        logging_config=LoggingConfig(log_exceptions="always"),
         lifespan=[database_pool],
         state=State({"settings": settings}),
     )
