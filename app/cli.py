@@ -12,13 +12,18 @@ import asyncio
 import getpass
 import os
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from app.database import EmbeddedUnavailable, prepare_environment
 from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from app.notebooks.connections import ConnectionStringCipher
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -91,6 +96,79 @@ def create_admin(args: argparse.Namespace) -> None:
     print(f"cellar: admin user {args.username!r} created")
 
 
+def _with_pool(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` with the engine's pool started (as the app's lifespan does), then close it.
+
+    Database trouble becomes a one-line ``CliError``.
+    """
+    import asyncpg
+
+    from app.database import get_engine, pool_options
+    from app.legacy.format import LegacyError
+
+    async def run() -> T:
+        engine = get_engine()
+        try:
+            await engine.start_connection_pool(**pool_options(settings))
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            raise CliError(f"cannot connect to the database: {exc}") from None
+        try:
+            return await work()
+        finally:
+            await engine.close_connection_pool()
+
+    try:
+        return asyncio.run(run())
+    except LegacyError as exc:
+        raise CliError(str(exc)) from None
+    except asyncpg.UndefinedTableError as exc:
+        raise CliError(
+            f"the database has no Cellar schema ({exc}): run `piccolo migrations forwards all`"
+        ) from None
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise CliError(f"database error: {type(exc).__name__}: {exc}") from None
+
+
+def _cipher(settings: Settings) -> ConnectionStringCipher:
+    from app.notebooks.connections import ConnectionStringCipher
+
+    if settings.encryption_key is None:
+        raise SettingsError("ENCRYPTION_KEY: required")
+    return ConnectionStringCipher(settings.encryption_key)
+
+
+def import_legacy(args: argparse.Namespace) -> None:
+    from app.legacy.importer import LegacyImporter, Mode, failure, summary
+
+    mode = Mode.VERIFY if args.verify else Mode.DRY_RUN if args.dry_run else Mode.IMPORT
+    settings, embedded = _load_settings()
+    if embedded:
+        _apply_migrations()
+    importer = LegacyImporter(settings, _cipher(settings))
+    counts = _with_pool(
+        settings,
+        lambda: importer.run(Path(args.directory), mode=mode, default_owner=args.default_owner),
+    )
+    importer.report.line(summary(counts, mode))
+    reason = failure(counts, mode)
+    if reason is not None:
+        raise CliError(reason)
+
+
+def export_legacy(args: argparse.Namespace) -> None:
+    from app.legacy.exporter import LegacyExporter, summary
+
+    settings, embedded = _load_settings()
+    if embedded:
+        _apply_migrations()
+    exporter = LegacyExporter(_cipher(settings))
+    directory = Path(args.directory)
+    counts = _with_pool(settings, lambda: exporter.run(directory, user=args.user))
+    exporter.report.line(summary(counts, directory))
+    if counts.failed:
+        raise CliError(f"{counts.failed} notebooks could not be exported")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellar", description="Cellar notebook store.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -118,6 +196,51 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", required=True)
     admin.add_argument("--password")
     admin.set_defaults(handler=create_admin)
+
+    legacy_in = commands.add_parser(
+        "import-legacy",
+        help="import the legacy file store (one {id}.json per notebook)",
+        description="Import every DIR/{id}.json of the legacy file store, one transaction per "
+        "file, in batches. Re-running is idempotent: unchanged files write nothing, changed "
+        "files update their notebook. Owners: the file's user_id (an external id; the user is "
+        "created when missing), else the <user> of a demo-<user> or blank-<user> id, else "
+        "--default-owner, else the file is skipped. Corrupt files are reported and skipped. "
+        "Ends with a summary; exits 1 if any file failed (or, with --verify, differs).",
+    )
+    legacy_in.add_argument("directory", metavar="DIR", help="directory of {id}.json files")
+    legacy_mode = legacy_in.add_mutually_exclusive_group()
+    legacy_mode.add_argument(
+        "--dry-run", action="store_true", help="write nothing; report what would happen"
+    )
+    legacy_mode.add_argument(
+        "--verify",
+        action="store_true",
+        help="write nothing; list every difference between the files and the database, "
+        "one line each: NOTEBOOK CELL FIELD: file=... db=...",
+    )
+    legacy_in.add_argument(
+        "--default-owner",
+        metavar="EXTERNAL_ID",
+        help="owner (external id) of files that have no user_id and no demo-/blank- id",
+    )
+    legacy_in.set_defaults(handler=import_legacy)
+
+    legacy_out = commands.add_parser(
+        "export-legacy",
+        help="export notebooks back to the legacy file store (the rollback path)",
+        description="Write every notebook (or only --user's) as DIR/{id}.json in the legacy "
+        "format, the rollback path to the legacy app: db_conn_string is written DECRYPTED, in "
+        "clear (files are created with mode 0600), user_id is the owner's external id "
+        "(omitted when the owner has none). Files are replaced atomically. Importing the "
+        "result again changes nothing.",
+    )
+    legacy_out.add_argument(
+        "directory", metavar="DIR", help="directory to write (created if needed)"
+    )
+    legacy_out.add_argument(
+        "--user", metavar="EXTERNAL_ID", help="export only this user's notebooks"
+    )
+    legacy_out.set_defaults(handler=export_legacy)
     return parser
 
 
