@@ -45,6 +45,23 @@ def _apply_migrations() -> None:
         raise CliError(f"migrations failed: {result.message}")
 
 
+def _check_reachable(settings: Settings) -> None:
+    """Fail with one line, not uvicorn's lifespan traceback, when the database cannot be reached."""
+    import asyncpg
+
+    from app.database import engine_config
+
+    async def ping() -> None:
+        connection = await asyncpg.connect(**engine_config(settings))
+        await connection.close()
+
+    try:
+        asyncio.run(ping())
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise CliError(f"cannot reach the database at DATABASE_URL: {reason}") from None
+
+
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -52,6 +69,8 @@ def serve(args: argparse.Namespace) -> None:
     if embedded:
         print(f"cellar: embedded PostgreSQL at {settings.database_url}", flush=True)
         _apply_migrations()
+    else:
+        _check_reachable(settings)
     print(f"cellar: serving on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(
         "app.main:app_from_env",

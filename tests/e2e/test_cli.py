@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from app.settings import is_fernet_key
-from tests.e2e.conftest import cellar_server, run_cli
+from tests.e2e.conftest import cellar_server, free_port, run_cli
 
 if TYPE_CHECKING:
     import subprocess
@@ -109,6 +109,18 @@ def test_serve_with_a_bad_setting_names_it_in_one_line(
     result = run_cli(["cellar", "serve", "--port", "1"], {**service_env, **overrides}, timeout=30)
     line = one_line_error(result)
     assert variable in line, line
+    assert "serving on" not in result.stdout
+
+
+def test_serve_with_an_unreachable_database_says_so_in_one_line(
+    service_env: dict[str, str],
+) -> None:
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    result = run_cli(
+        ["cellar", "serve", "--port", "1"], {**service_env, "DATABASE_URL": closed}, timeout=30
+    )
+    line = one_line_error(result)
+    assert "cannot reach the database" in line, line
     assert "serving on" not in result.stdout
 
 
