@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import warnings
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
@@ -59,7 +60,11 @@ def start_embedded(data_dir: Path) -> str:
     ``piccolo migrations forwards all`` share one server safely.
     """
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and
+            # falls back to /tmp, which is what pgserver needs anyway.
+            warnings.simplefilter("ignore")
+            import pgserver
     except ImportError as exc:
         raise EmbeddedUnavailable(
             "DATABASE_URL is not set and the embedded PostgreSQL is not installed "
