@@ -1,7 +1,7 @@
 """The app factory: the one place where routes, services and middleware are wired.
 
 Everything is built once here, at start-up (token verifier, services, the
-admin later on); requests only look things up.  ``create_app`` takes its
+admin dashboard); requests only look things up.  ``create_app`` takes its
 settings as an argument so tests and several instances can build apps with
 different settings; ``app_from_env`` is the uvicorn factory for real runs.
 """
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import os
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers import asgi
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
+from app.admin import ADMIN_PATH, build_admin
 from app.auth.controllers import AuthController, token_rate_limit
 from app.auth.guards import AuthUser, bearer_auth
 from app.auth.tokens import TokenService
@@ -38,6 +40,8 @@ from app.users.services import UserService
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from litestar.types import ASGIApp, Receive, Scope, Send
 
 VERSION = "0.1.0"
 
@@ -62,6 +66,13 @@ def create_app(settings: Settings) -> Litestar:
     )
     health = HealthService(engine, timeout=settings.health_timeout_seconds)
     search = SearchService()
+    # Built once here, never per request: the admin holds its login rate limiter.
+    admin = cast("ASGIApp", build_admin(settings))
+
+    @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=True)
+    async def admin_dashboard(scope: Scope, receive: Receive, send: Send) -> None:
+        """Piccolo admin (SPEC §7): its own session login, our engine and pool."""
+        await admin(scope, receive, send)
 
     @asynccontextmanager
     async def database_pool(_: Litestar) -> AsyncIterator[None]:
@@ -82,6 +93,7 @@ def create_app(settings: Settings) -> Litestar:
             MeController,
             NotebookController,
             SearchController,
+            admin_dashboard,
         ],
         dependencies={
             "settings": singleton(settings),

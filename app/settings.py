@@ -55,6 +55,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_request_body_bytes: PositiveInt = 32 * MIB
     max_cell_outputs_bytes: PositiveInt = 16 * MIB
     health_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.5
+    # The admin's session cookie: Secure (HTTPS only) when true; set it behind TLS.
+    admin_secure_cookies: bool = False
+    # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.
+    admin_allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -64,7 +68,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = environ.get(name.upper())
             if value is None or value.strip() == "":
                 continue
-            if name == "cors_origins":
+            if name in ("cors_origins", "admin_allowed_hosts"):
                 raw[name] = [item.strip() for item in value.split(",") if item.strip()]
             else:
                 raw[name] = value.strip()

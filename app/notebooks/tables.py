@@ -36,13 +36,33 @@ class Notebook(Table, tablename="notebooks"):
         null=False,
         db_column_name="user_id",
     )
-    name = Varchar(length=255, null=True, default=None)
-    kind = Varchar(length=8, default=NotebookKind.user.value, choices=NotebookKind)
-    db_conn_string = Text(
-        null=True, default=None, secret=True, help_text="Fernet-encrypted; never shown in clear."
+    name = Varchar(
+        length=255,
+        null=True,
+        default=None,
+        help_text="Editable in the admin; saving a new name raises the revision.",
     )
-    revision = BigInt(default=0, help_text="Raised by one on every change.")
-    cells = JSONB(default=[], help_text="Ordered cells: id, type, code, reads, writes, metadata.")
+    kind = Varchar(
+        length=8,
+        default=NotebookKind.user.value,
+        choices=NotebookKind,
+        help_text="Set by the server (one blank and one demo per user); read-only in the admin.",
+    )
+    db_conn_string = Text(
+        null=True,
+        default=None,
+        secret=True,
+        help_text="Stored Fernet-encrypted; left out of the admin (never shown or set there).",
+    )
+    revision = BigInt(
+        default=0,
+        help_text="Raised by one on every change of name, cells or connection string "
+        "(by the database for the admin's edits); read-only in the admin.",
+    )
+    cells = JSONB(
+        default=[],
+        help_text="Ordered cells: id, type, code, reads, writes, metadata; read-only in the admin.",
+    )
     demo_version = Integer(null=True, default=None, help_text="Demo template version copied.")
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())

@@ -15,13 +15,19 @@ class User(Table, tablename="users"):
         null=True,
         default=None,
         unique=True,
-        help_text="Subject (sub) of an external identity provider's token.",
+        help_text="Subject (sub) of an external identity provider's token; read-only in the admin.",
     )
     email = Varchar(
-        length=320, null=True, default=None, unique=True, help_text="Stored lower-case."
+        length=320,
+        null=True,
+        default=None,
+        unique=True,
+        help_text="Stored lower-case; editable in the admin.",
     )
     password_hash = Text(null=True, default=None, secret=True, help_text="argon2 hash.")
-    is_active = Boolean(default=True)
+    is_active = Boolean(
+        default=True, help_text="An inactive user gets 401 from the API; editable in the admin."
+    )
     provisioned_at = Timestamptz(
         null=True,
         default=None,
