@@ -746,3 +746,20 @@ async def test_verify_async_fetches_jwks_off_the_event_loop(
     assert seen and seen[0] != loop_thread
     own, _ = service.issue(str(uuid.uuid4()))
     assert (await service.verify_async(own)).user_id is not None
+
+
+def test_verified_tokens_are_remembered_only_until_they_expire() -> None:
+    """The verification memo must never outlive the token's own exp."""
+    service = TokenService(secret_key="s" * 40, lifetime_seconds=60, leeway_seconds=0)
+    user_id = str(uuid.uuid4())
+    now = int(time.time())
+    token = jwt.encode(
+        {"sub": user_id, "iat": now, "exp": now + 1, "iss": "cellar", "token_use": "access"},
+        "s" * 40,
+        algorithm="HS256",
+    )
+    assert service.verify(token).user_id == user_id
+    assert service.verify(token).user_id == user_id  # served from the memo
+    time.sleep(max(0.0, now + 1.2 - time.time()))
+    with pytest.raises(TokenError):
+        service.verify(token)
