@@ -1,0 +1,305 @@
+"""The floor: a minimal Litestar + asyncpg server doing Cellar's queries by hand.
+
+It imports nothing from ``app``.  Same schema, same database, same SQL shape
+as Cellar for each benchmarked route, and the least application code around
+it:
+
+* auth, like Cellar: an HS256 bearer token verified with PyJWT (the same
+  secret, issuer and claims) and one primary-key lookup of the user per
+  request (``SELECT is_active FROM users WHERE id = $1``);
+* ``GET /notebooks/{id}``: Cellar's query (the notebook row with its cells,
+  plus the run state of ``cell_runs`` aggregated as JSON in the same
+  statement); the answer carries ``cells`` and ``runs`` side by side as
+  PostgreSQL returned them (passed through as bytes, not merged per cell:
+  that merge is work only Cellar does);
+* ``PUT /notebooks/{id}/cells/{cell_id}``: one transaction: lock the row,
+  find the cell, ``jsonb_set`` it with the new code (reads/writes are not
+  recomputed: that analysis is Cellar's work), raise the revision, read the
+  cell's run state, answer ``{status, revision}``;
+* ``GET /notebooks``: Cellar's list query, encoded with msgspec;
+* ``GET /notebooks/search``: Cellar's search SQL for the two query shapes the
+  benchmark sends (``q`` with trigram substring, and ``writes``).
+
+Run it with uvicorn like Cellar (``--app-dir bench floor:app``); it reads
+``FLOOR_DATABASE_URL`` and ``FLOOR_SECRET_KEY`` from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import jwt
+import msgspec
+from litestar import Litestar, Request, Response, get, put
+from litestar.exceptions import NotAuthorizedException, NotFoundException
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+JSON = "application/json"
+ENCODE = msgspec.json.encode
+
+_GET = """
+SELECT n.id, n.name, n.kind, n.db_conn_string, n.revision, n.created_at, n.updated_at,
+       n.cells,
+       (SELECT json_agg(json_build_array(r.cell_id, r.status, r.stdout, r.outputs, r.error))
+          FROM cell_runs r WHERE r.notebook_id = n.id) AS runs
+  FROM notebooks n
+ WHERE n.id = $1 AND n.user_id = $2
+"""
+_LIST = """
+SELECT u.provisioned_at IS NOT NULL AS provisioned,
+       n.id, n.name, n.kind, n.revision, n.cell_count, n.updated_at
+  FROM users u
+  LEFT JOIN notebooks n ON n.user_id = u.id
+ WHERE u.id = $1
+ ORDER BY n.updated_at DESC, n.id
+"""
+_USER = "SELECT is_active FROM users WHERE id = $1"
+_LOCK = "SELECT revision, cell_count FROM notebooks WHERE id = $1 AND user_id = $2 FOR UPDATE"
+_FIND_CELL = """
+SELECT (t.idx - 1)::int AS position, t.cell
+  FROM notebooks n, jsonb_array_elements(n.cells) WITH ORDINALITY AS t(cell, idx)
+ WHERE n.id = $1 AND t.cell ->> 'id' = $2
+ LIMIT 1
+"""
+_REPLACE_CELL = """
+UPDATE notebooks SET revision = revision + 1, updated_at = now(),
+       cells = jsonb_set(cells, ARRAY[$2::int::text], $3::jsonb)
+ WHERE id = $1 RETURNING revision
+"""
+_RUN = (
+    "SELECT status, stdout, outputs, error FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
+)
+
+# Cellar's search statement for ``q`` (full text + trigram substring), reflowed.
+_SEARCH_TEXT = r"""
+WITH hits AS MATERIALIZED (
+    SELECT n.id, n.name, n.cells, n.updated_at,
+           ts_rank_cd(n.search_tsv, websearch_to_tsquery('simple', $3))::float8
+           + CASE WHEN n.name ILIKE $4 ESCAPE '\' THEN 0.5::float8 ELSE 0 END
+           + CASE WHEN cellar_cells_code(n.cells) ILIKE $4 ESCAPE '\' THEN 0.2::float8 ELSE 0 END
+           AS rank
+      FROM notebooks n
+     WHERE n.user_id = $1
+       AND (n.search_tsv @@ websearch_to_tsquery('simple', $3)
+            OR cellar_cells_code(n.cells) ILIKE $4 ESCAPE '\' OR n.name ILIKE $4 ESCAPE '\')
+)
+SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
+  FROM (SELECT * FROM hits ORDER BY rank DESC, updated_at DESC, id LIMIT $2) AS n
+ CROSS JOIN LATERAL (
+       SELECT coalesce(jsonb_agg(jsonb_build_object('cell_id', c.cell ->> 'id',
+                  'snippet', btrim(regexp_replace(
+                      CASE WHEN to_tsvector('simple', s.code) @@ websearch_to_tsquery('simple', $3)
+                           THEN ts_headline('simple', s.code, websearch_to_tsquery('simple', $3),
+                                'MaxFragments=1, MaxWords=12, MinWords=3, StartSel=<<, StopSel=>>')
+                           WHEN s.pos > 0
+                           THEN CASE WHEN s.pos > 30 + 1 THEN '…' ELSE '' END
+                                || substr(s.code, greatest(s.pos - 30, 1),
+                                          s.pos - greatest(s.pos - 30, 1))
+                                || '<<' || substr(s.code, s.pos, char_length($3)) || '>>'
+                                || substr(s.code, s.pos + char_length($3), 30)
+                                || CASE WHEN char_length(s.code) >= s.pos + char_length($3) + 30
+                                        THEN '…' ELSE '' END
+                           ELSE left(s.code, 60)
+                                || CASE WHEN char_length(s.code) > 60 THEN '…' ELSE '' END
+                      END, '\s+', ' ', 'g')))
+                  ORDER BY c.idx), '[]'::jsonb) AS matches
+         FROM (SELECT t.cell, t.idx
+                 FROM jsonb_array_elements(n.cells) WITH ORDINALITY AS t(cell, idx)
+                WHERE (to_tsvector('simple', t.cell ->> 'code')
+                          @@ websearch_to_tsquery('simple', $3)
+                       OR (t.cell ->> 'code') ILIKE $4 ESCAPE '\')
+                ORDER BY t.idx
+                LIMIT 5) AS c
+        CROSS JOIN LATERAL (SELECT c.cell ->> 'code' AS code,
+                                   strpos(lower(c.cell ->> 'code'), lower($3)) AS pos) AS s) AS m
+ ORDER BY n.rank DESC, n.updated_at DESC, n.id
+"""
+
+# Cellar's search statement for ``writes`` (jsonb_path_ops containment), reflowed.
+_SEARCH_WRITES = r"""
+WITH hits AS MATERIALIZED (
+    SELECT n.id, n.name, n.cells, n.updated_at, 0::float8 AS rank
+      FROM notebooks n
+     WHERE n.user_id = $1
+       AND n.cells @> $3::jsonb
+)
+SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
+  FROM (SELECT * FROM hits ORDER BY rank DESC, updated_at DESC, id LIMIT $2) AS n
+ CROSS JOIN LATERAL (
+       SELECT coalesce(jsonb_agg(jsonb_build_object('cell_id', c.cell ->> 'id',
+                  'snippet', btrim(regexp_replace(left(s.code, 60)
+                      || CASE WHEN char_length(s.code) > 60 THEN '…' ELSE '' END,
+                      '\s+', ' ', 'g')))
+                  ORDER BY c.idx), '[]'::jsonb) AS matches
+         FROM (SELECT t.cell, t.idx
+                 FROM jsonb_array_elements(n.cells) WITH ORDINALITY AS t(cell, idx)
+                WHERE t.cell @> ($3::jsonb -> 0)
+                ORDER BY t.idx
+                LIMIT 5) AS c
+        CROSS JOIN LATERAL (SELECT c.cell ->> 'code' AS code) AS s) AS m
+ ORDER BY n.rank DESC, n.updated_at DESC, n.id
+"""
+_LIKE_SPECIAL = re.compile(r"([\\%_])")
+
+SECRET = os.environ.get("FLOOR_SECRET_KEY", "")
+POOL: dict[str, asyncpg.Pool] = {}
+
+
+class Update(msgspec.Struct):
+    code: str
+
+
+async def user_of(request: Request[Any, Any, Any], conn: asyncpg.Connection) -> Any:
+    """Verify the bearer token (HS256, our issuer) and check that its user is active."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise NotAuthorizedException()
+    try:
+        claims = jwt.decode(
+            token,
+            SECRET,
+            algorithms=["HS256"],
+            issuer="cellar",
+            options={"require": ["exp", "iat", "sub", "iss"]},
+        )
+    except jwt.PyJWTError:
+        raise NotAuthorizedException() from None
+    if claims.get("token_use") != "access" or not await conn.fetchval(_USER, claims["sub"]):
+        raise NotAuthorizedException()
+    return claims["sub"]
+
+
+def json_response(body: bytes) -> Response[bytes]:
+    return Response(body, media_type=JSON)
+
+
+@get("/health")
+async def health() -> Response[bytes]:
+    return json_response(b'{"status":"healthy"}')
+
+
+@get("/notebooks/{notebook_id:str}")
+async def get_notebook(request: Request[Any, Any, Any], notebook_id: str) -> Response[bytes]:
+    async with POOL["pool"].acquire() as conn:
+        user = await user_of(request, conn)
+        row = await conn.fetchrow(_GET, notebook_id, user)
+    if row is None:
+        raise NotFoundException()
+    return json_response(
+        ENCODE(
+            {
+                "id": row["id"],
+                "name": row["name"],
+                "kind": row["kind"],
+                "db_conn_string": row["db_conn_string"],
+                "revision": row["revision"],
+                "created_at": row["created_at"],
+                "updated_at": row["updated_at"],
+                "cells": msgspec.Raw(row["cells"]),
+                "runs": msgspec.Raw(row["runs"] or "[]"),
+            }
+        )
+    )
+
+
+@put("/notebooks/{notebook_id:str}/cells/{cell_id:str}")
+async def update_cell(
+    request: Request[Any, Any, Any], notebook_id: str, cell_id: str
+) -> Response[bytes]:
+    update = msgspec.json.decode(await request.body(), type=Update)
+    async with POOL["pool"].acquire() as conn:
+        user = await user_of(request, conn)
+        async with conn.transaction():
+            if await conn.fetchrow(_LOCK, notebook_id, user) is None:
+                raise NotFoundException()
+            found = await conn.fetchrow(_FIND_CELL, notebook_id, cell_id)
+            if found is None:
+                raise NotFoundException()
+            cell = msgspec.json.decode(found["cell"])
+            cell["code"] = update.code
+            revision = await conn.fetchval(
+                _REPLACE_CELL, notebook_id, found["position"], ENCODE(cell).decode()
+            )
+            await conn.fetchrow(_RUN, notebook_id, cell_id)
+    return json_response(ENCODE({"status": "ok", "revision": revision}))
+
+
+@get("/notebooks")
+async def list_notebooks(request: Request[Any, Any, Any]) -> Response[bytes]:
+    async with POOL["pool"].acquire() as conn:
+        user = await user_of(request, conn)
+        rows = await conn.fetch(_LIST, user)
+    return json_response(
+        ENCODE(
+            {
+                "notebooks": [
+                    {
+                        "id": r["id"],
+                        "name": r["name"],
+                        "kind": r["kind"],
+                        "revision": r["revision"],
+                        "cell_count": r["cell_count"],
+                        "updated_at": r["updated_at"],
+                    }
+                    for r in rows
+                    if r["id"] is not None
+                ]
+            }
+        )
+    )
+
+
+@get("/notebooks/search")
+async def search(
+    request: Request[Any, Any, Any], q: str | None = None, writes: str | None = None
+) -> Response[bytes]:
+    async with POOL["pool"].acquire() as conn:
+        user = await user_of(request, conn)
+        if q is not None:
+            pattern = "%" + _LIKE_SPECIAL.sub(r"\\\1", q) + "%"
+            rows = await conn.fetch(_SEARCH_TEXT, user, 20, q, pattern)
+        elif writes is not None:
+            rows = await conn.fetch(
+                _SEARCH_WRITES, user, 20, ENCODE([{"writes": [writes]}]).decode()
+            )
+        else:
+            raise NotFoundException()
+    return json_response(
+        ENCODE(
+            {
+                "results": [
+                    {
+                        "notebook_id": r["id"],
+                        "name": r["name"],
+                        "rank": r["rank"],
+                        "matches": msgspec.Raw(r["matches"]),
+                    }
+                    for r in rows
+                ]
+            }
+        )
+    )
+
+
+@asynccontextmanager
+async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    # Cellar's pool settings: 1 to 10 connections, statements prepared once each.
+    POOL["pool"] = await asyncpg.create_pool(
+        os.environ["FLOOR_DATABASE_URL"], min_size=1, max_size=10
+    )
+    try:
+        yield
+    finally:
+        await POOL.pop("pool").close()
+
+
+app = Litestar(
+    route_handlers=[health, get_notebook, update_cell, list_notebooks, search],
+    lifespan=[lifespan],
+)
