@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import uuid
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from app.notebooks.analysis import analyze
 from app.notebooks.demo import load_demo
-from app.notebooks.schemas import Cell, CellType, StoredCell
+from app.notebooks.schemas import Cell, CellType, Output, RunStatus, StoredCell
 
 ENCODE = msgspec.json.encode
 
@@ -68,8 +68,18 @@ def demo_cells() -> list[StoredCell]:
     ]
 
 
-def idle(cell: StoredCell) -> Cell:
-    """The API shape of a cell that has not run (no row in cell_runs)."""
+def api_cell(
+    cell: StoredCell,
+    status: RunStatus = "idle",
+    stdout: str = "",
+    outputs: msgspec.Raw | None = None,
+    error: str | None = None,
+) -> Cell:
+    """The API shape of a stored cell with its run state merged in.
+
+    ``outputs`` is the stored JSON text as ``msgspec.Raw``, passed through
+    undecoded; ``None`` means none.
+    """
     return Cell(
         id=cell.id,
         type=cell.type,
@@ -77,8 +87,13 @@ def idle(cell: StoredCell) -> Cell:
         reads=cell.reads,
         writes=cell.writes,
         metadata=cell.metadata,
-        status="idle",
-        stdout="",
-        outputs=[],
-        error=None,
+        status=status,
+        stdout=stdout,
+        outputs=[] if outputs is None else cast("list[Output]", outputs),
+        error=error,
     )
+
+
+def idle(cell: StoredCell) -> Cell:
+    """The API shape of a cell that has not run (no row in cell_runs)."""
+    return api_cell(cell)

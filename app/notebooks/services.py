@@ -16,14 +16,22 @@ one query; stored outputs pass through as ``msgspec.Raw``, never decoded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID, uuid4
 
 import msgspec
 
 from app.database import connection, transaction
 from app.errors import InvalidInput, NotFound, PreconditionFailed, RevisionConflict
-from app.notebooks.cells import ENCODE, blank_cells, demo_cells, idle, make_cell, with_code
+from app.notebooks.cells import (
+    ENCODE,
+    api_cell,
+    blank_cells,
+    demo_cells,
+    idle,
+    make_cell,
+    with_code,
+)
 from app.notebooks.demo import load_demo
 from app.notebooks.graph import CellDeps, Graph, build_graph
 from app.notebooks.schemas import (
@@ -33,7 +41,6 @@ from app.notebooks.schemas import (
     Notebook,
     NotebookList,
     NotebookSummary,
-    Output,
     StoredCell,
 )
 
@@ -66,7 +73,6 @@ class _Deps(msgspec.Struct, frozen=True):
 _CELLS = msgspec.json.Decoder(list[StoredCell])
 _CELL = msgspec.json.Decoder(StoredCell)
 _DEPS = msgspec.json.Decoder(list[_Deps])
-_EMPTY_OUTPUTS = msgspec.Raw(b"[]")
 
 _GET = """
 SELECT n.id, n.name, n.kind, n.db_conn_string, n.revision, n.created_at, n.updated_at,
@@ -147,8 +153,7 @@ class NotebookService:
         runs = {run[0]: run for run in row["runs"]}
         cells = []
         for stored in _CELLS.decode(row["cells"]):
-            run = runs.get(stored.id)
-            cells.append(idle(stored) if run is None else _merge(stored, run))
+            cells.append(_merge(stored, runs.get(stored.id)))
         return Notebook(
             id=row["id"],
             name=row["name"],
@@ -291,8 +296,6 @@ class NotebookService:
                 notebook_id,
                 cell_id,
             )
-        if run is None:
-            return idle(cell), revision
         return _merge(cell, run), revision
 
     async def delete_cell(
@@ -416,22 +419,12 @@ def _addressable(*ids: str) -> None:
         raise NotFound("not found")
 
 
-def _merge(stored: StoredCell, run: Sequence[Any]) -> Cell:
-    """The API cell: stored code plus run state ``(cell_id, status, stdout, outputs, error)``."""
+def _merge(stored: StoredCell, run: Sequence[Any] | None) -> Cell:
+    """Stored code plus run state ``(cell_id, status, stdout, outputs, error)``, if any."""
+    if run is None:
+        return api_cell(stored)
     _, status, stdout, outputs, error = run
-    return Cell(
-        id=stored.id,
-        type=stored.type,
-        code=stored.code,
-        reads=stored.reads,
-        writes=stored.writes,
-        metadata=stored.metadata,
-        status=cast("Any", status),
-        stdout=stdout,
-        # Stored JSON text, passed through undecoded.
-        outputs=cast("list[Output]", msgspec.Raw(outputs) if outputs else _EMPTY_OUTPUTS),
-        error=error,
-    )
+    return api_cell(stored, status, stdout, msgspec.Raw(outputs) if outputs else None, error)
 
 
 def _encode_cells(cells: list[StoredCell]) -> str:
