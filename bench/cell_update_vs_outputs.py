@@ -189,14 +189,9 @@ class Server:
                 self.process.wait(timeout=10.0)
 
 
-@contextlib.contextmanager
-def cellar_serve(env: dict[str, str]) -> Iterator[str]:
-    """``cellar serve`` (one worker) on a free loopback port; yields its URL once healthy."""
-    port = free_port()
-    fd, log_name = tempfile.mkstemp(prefix="cellar-bench-", suffix=".log")
-    command = [
-        venv_script("cellar"),
-        "serve",
+def server_flags(port: int) -> list[str]:
+    """uvicorn's options as every benchmarked Python server gets them: loopback, one worker."""
+    return [
         "--host",
         "127.0.0.1",
         "--port",
@@ -207,6 +202,18 @@ def cellar_serve(env: dict[str, str]) -> Iterator[str]:
         "warning",
         "--no-access-log",
     ]
+
+
+def cellar_command(port: int, prefix: list[str] | None = None) -> list[str]:
+    return [*(prefix or []), venv_script("cellar"), "serve", *server_flags(port)]
+
+
+@contextlib.contextmanager
+def cellar_serve(env: dict[str, str]) -> Iterator[str]:
+    """``cellar serve`` (one worker) on a free loopback port; yields its URL once healthy."""
+    port = free_port()
+    fd, log_name = tempfile.mkstemp(prefix="cellar-bench-", suffix=".log")
+    command = cellar_command(port)
     with os.fdopen(fd, "wb") as log:
         process = subprocess.Popen(
             command,

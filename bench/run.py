@@ -40,10 +40,11 @@ import seed
 from cell_update_vs_outputs import (
     BenchError,
     Server,
+    cellar_command,
     free_port,
     generated_secrets,
     migrate,
-    venv_script,
+    server_flags,
     with_database,
 )
 from load import Figures, Load, LoadError, run_python, run_wrk, wrk_available
@@ -304,23 +305,6 @@ def start(
         server.log.unlink(missing_ok=True)
 
 
-def cellar_command(prefix: list[str], port: int) -> list[str]:
-    return [
-        *prefix,
-        venv_script("cellar"),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-
-
 def floor_command(prefix: list[str], port: int) -> list[str]:
     return [
         *prefix,
@@ -330,15 +314,7 @@ def floor_command(prefix: list[str], port: int) -> list[str]:
         "--app-dir",
         str(HERE),
         "floor:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-access-log",
+        *server_flags(port),
     ]
 
 
@@ -646,7 +622,7 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
 
         port = free_port()
         cellar = stack.enter_context(
-            start(CELLAR, cellar_command(server_prefix, port), port, env, "/health")
+            start(CELLAR, cellar_command(port, server_prefix), port, env, "/health")
         )
         floor_env = {
             **os.environ,
