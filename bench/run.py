@@ -670,12 +670,15 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         measures.sort(key=lambda m: list(OPS).index(m.op) if m.op in OPS else 99)
         search = search_measures(CELLAR, search_token) + search_measures(FLOOR, search_token)
         search.sort(key=lambda m: list(OPS).index(m.op))
+        if args.only:
+            measures = [m for m in measures if m.op in args.only]
+            search = [m for m in search if m.op in args.only]
         # ≈ 15 s per 90,000 notebooks on the development machine; twice that, to be safe.
-        seeding = (10 + profile.search / 3000) if fresh else 0
+        seeding = (10 + profile.search / 3000) if fresh and search else 0
         search_time = len(search) * (profile.warmup + (profile.seconds + 1.5) * profile.rounds)
         result["rounds_main"] = run.rounds(measures, "notebooks", reserve=seeding + search_time)
 
-        if fresh:
+        if fresh and search:
             if run.remaining() < seeding + len(search) * (profile.seconds + 1.5):
                 run.notes.append("search: skipped (time bound)")
             else:
@@ -683,7 +686,7 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
                 t = time.monotonic()
                 asyncio.run(seed_search(url, profile))
                 result["seed_search_seconds"] = round(time.monotonic() - t, 1)
-        if "search: skipped (time bound)" not in run.notes:
+        if search and "search: skipped (time bound)" not in run.notes:
             result["rounds_search"] = run.rounds(search, "search")
         result["database"] = asyncio.run(database_facts(url))
 
@@ -995,6 +998,11 @@ def parser() -> argparse.ArgumentParser:
         help="apt-get install wrk when missing and root (default on)",
     )
     cli.add_argument("--max-minutes", type=float, default=15.0, help="time bound of the run")
+    cli.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        help=f"measure only these operations, comma-separated (of: {', '.join(OPS)})",
+    )
     cli.add_argument("--output", type=Path, help="markdown report (default bench/RESULTS.md)")
     cli.add_argument("--json", type=Path, help="also write every figure as JSON")
     return cli
@@ -1003,6 +1011,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    if args.only and not args.only <= set(OPS):
+        parser().error(f"--only: unknown operation(s) {', '.join(sorted(args.only - set(OPS)))}")
     base = QUICK if args.quick else FULL
     profile = Profile(
         rounds=args.rounds or base.rounds,

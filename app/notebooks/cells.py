@@ -36,8 +36,17 @@ def make_cell(
     )
 
 
-def with_code(cell: StoredCell, code: str) -> StoredCell:
-    return make_cell(cell.type, code, cell.id, cell.metadata)
+class CodeEdit(msgspec.Struct, frozen=True):
+    """The fields of a stored cell that a code edit replaces; id, type and metadata stay."""
+
+    code: str
+    reads: list[str]
+    writes: list[str]
+
+
+def code_edit(cell_type: CellType, code: str) -> CodeEdit:
+    reads, writes = analyze(cell_type, code)
+    return CodeEdit(code, reads, writes)
 
 
 def blank_cells() -> list[StoredCell]:

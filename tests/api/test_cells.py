@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import struct
 import zlib
 from typing import Any
@@ -276,6 +277,43 @@ async def test_update_cell(client: Any) -> None:
     assert notebook["cells"][0] == cell
     assert notebook["cells"][1]["code"] == other["code"]
     assert notebook["revision"] == 2
+
+
+async def test_update_keeps_type_metadata_and_the_other_cells(client: Any) -> None:
+    """Only code, reads and writes change; an sql cell stays sql (and is analysed as sql)."""
+    headers, notebook_id, _ = await _setup(client)
+    async with connection() as conn:
+        await conn.execute(
+            "UPDATE notebooks SET cells = $2::jsonb WHERE id = $1",
+            notebook_id,
+            json.dumps(
+                [
+                    {"id": "a", "type": "python", "code": "x = 1", "reads": [], "writes": ["x"],
+                     "metadata": {}},
+                    {"id": "b", "type": "sql", "code": "SELECT 1", "reads": [], "writes": [],
+                     "metadata": {"tags": ["imported"], "collapsed": True}},
+                    {"id": "c", "type": "markdown", "code": "# notes", "reads": [], "writes": [],
+                     "metadata": {}},
+                ]
+            ),
+        )  # fmt: skip
+    before = await get_notebook(client, headers, notebook_id)
+    response = await client.put(
+        f"/notebooks/{notebook_id}/cells/b", json={"code": "SELECT * FROM t WHERE n > {x}"},
+        headers=headers,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    cell = response.json()["cell"]
+    assert (cell["id"], cell["type"], cell["metadata"]) == (
+        "b", "sql", {"tags": ["imported"], "collapsed": True},
+    )  # fmt: skip
+    assert (cell["code"], cell["reads"]) == ("SELECT * FROM t WHERE n > {x}", ["x"])
+    after = await get_notebook(client, headers, notebook_id)
+    assert [c["id"] for c in after["cells"]] == ["a", "b", "c"]
+    assert after["cells"][1] == cell
+    assert after["cells"][0] == before["cells"][0]
+    assert after["cells"][2] == before["cells"][2]
+    assert after["revision"] == before["revision"] + 1
 
 
 async def test_update_cell_stale_expected_revision_is_409(client: Any) -> None:

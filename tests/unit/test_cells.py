@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from app.notebooks.analysis import analyze
-from app.notebooks.cells import blank_cells, demo_cells, idle, make_cell, with_code
+from app.notebooks.cells import blank_cells, code_edit, demo_cells, idle, make_cell
 from app.notebooks.demo import load_demo
 from app.notebooks.schemas import StoredCell
 
@@ -62,24 +62,14 @@ def test_make_cell_matches_analyze() -> None:
     assert (cell.reads, cell.writes) == (reads, writes)
 
 
-def test_with_code_keeps_id_type_and_metadata_and_recomputes() -> None:
-    original = make_cell("python", "a = 1", metadata={"tags": ["keep"]})
-    changed = with_code(original, "b = a * 2")
-    assert changed.id == original.id
-    assert changed.type == "python"
-    assert changed.metadata == {"tags": ["keep"]}
-    assert changed.code == "b = a * 2"
-    assert changed.reads == ["a"]
-    assert changed.writes == ["b"]
-    # The original is untouched (frozen structs).
-    assert original.code == "a = 1"
-    assert original.writes == ["a"]
+def test_code_edit_recomputes_reads_and_writes_from_the_new_code() -> None:
+    edit = code_edit("python", "b = a * 2")
+    assert (edit.code, edit.reads, edit.writes) == ("b = a * 2", ["a"], ["b"])
 
 
-def test_with_code_keeps_the_sql_type() -> None:
-    original = make_cell("sql", "SELECT 1")
-    changed = with_code(original, "SELECT {n}")
-    assert (changed.id, changed.type, changed.reads) == (original.id, "sql", ["n"])
+def test_code_edit_analyses_by_the_cells_type() -> None:
+    assert code_edit("sql", "SELECT {n}").reads == ["n"]
+    assert code_edit("python", "SELECT {n}").reads != ["n"]
 
 
 def test_blank_cells_is_one_empty_python_cell() -> None:
