@@ -1,20 +1,26 @@
 """Search over one user's notebooks (SPEC §6): one SQL statement per search.
 
-Every statement starts from ``user_id = $1``; the other conditions are the
-ones the GIN indexes on ``notebooks`` serve:
+Every statement keeps to ``user_id = $1``; the other conditions are the
+ones the GIN indexes serve.  Code is indexed per cell, in ``cell_search``
+(kept by triggers from the cells document, so that an edit re-indexes one
+cell, not the notebook: see the migration that made it); names and the
+cells document are indexed on ``notebooks``:
 
-- full text: ``search_tsv @@ websearch_to_tsquery('simple', q)``
-  (``notebooks_search_tsv``).  The ``simple`` parser splits identifiers at
-  underscores, so ``revenue_by_region`` is the phrase revenue <-> by <-> region
-  and matches both ``q=revenue_by_region`` and ``q=revenue``;
-- substring: ``cellar_cells_code(cells) ILIKE '%q%'`` or ``name ILIKE '%q%'``
-  (``notebooks_code_trgm``, ``notebooks_name_trgm``), only where those trigram
-  indexes exist and ``q`` holds a run of three letters or digits, the least a
-  trigram index can narrow down; without them search is full text only;
+- full text: ``code_tsv @@ websearch_to_tsquery('simple', q)`` over cells
+  (``cell_search_code_tsv``) or ``name_tsv @@ …`` (``notebooks_name_tsv``).
+  The ``simple`` parser splits identifiers at underscores, so
+  ``revenue_by_region`` is the phrase revenue <-> by <-> region and matches
+  both ``q=revenue_by_region`` and ``q=revenue``;
+- substring: ``code ILIKE '%q%'`` or ``name ILIKE '%q%'``
+  (``cell_search_code_trgm``, ``notebooks_name_trgm``), only where those
+  trigram indexes exist and ``q`` holds a run of three letters or digits, the
+  least a trigram index can narrow down; without them search is full text only;
 - cell filters: ``cells @> '[{"type": …, "writes": […]}]'``
   (``notebooks_cells_path_ops``), the JSON built by msgspec.
 
-All of the user's matches are found first, then ranked and cut to ``limit``;
+A notebook's rank is its name's ``ts_rank_cd`` (weight A) plus the sum of its
+matching cells' (weight B), plus the substring bonuses below.  All of the
+user's matches are found first, then ranked and cut to ``limit``;
 only for those notebooks a LATERAL subquery walks the cells to pick at most
 ``MAX_MATCHES`` matching cells, each with a snippet (``ts_headline``, a window
 around a substring hit, or the start of a cell matched by a filter).  All user
@@ -64,7 +70,7 @@ _LIKE_SPECIAL = re.compile(r"([\\%_])")
 _CELL_TYPES = frozenset(get_args(CellType))
 
 _TRIGRAM_INDEXES = """
-SELECT to_regclass('notebooks_code_trgm') IS NOT NULL
+SELECT to_regclass('cell_search_code_trgm') IS NOT NULL
    AND to_regclass('notebooks_name_trgm') IS NOT NULL
 """
 
@@ -81,7 +87,7 @@ _HEADLINE_OPTIONS = "MaxFragments=1, MaxWords=12, MinWords=3, StartSel=<<, StopS
 _SEARCH = """
 WITH hits AS MATERIALIZED (
     SELECT n.id, n.name, n.cells, n.updated_at, {rank} AS rank
-      FROM notebooks n
+      FROM notebooks n{cells_rank}
      WHERE n.user_id = $1{where}
 )
 SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
@@ -102,8 +108,24 @@ SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
 _TSQUERY = "websearch_to_tsquery('simple', {q})"
 _CELL_TEXT_HIT = "to_tsvector('simple', t.cell ->> 'code') @@ " + _TSQUERY
 _CELL_SUBSTRING_HIT = r"(t.cell ->> 'code') ILIKE {pattern} ESCAPE '\'"
-_CODE_SUBSTRING_HIT = r"cellar_cells_code(n.cells) ILIKE {pattern} ESCAPE '\'"
+_CODE_SUBSTRING_HIT = r"s.code ILIKE {pattern} ESCAPE '\'"
 _NAME_SUBSTRING_HIT = r"n.name ILIKE {pattern} ESCAPE '\'"
+
+# The notebooks with a matching name or cell: one index scan of each GIN index
+# (BitmapOr where both conditions of a table apply), the notebook ids unioned.
+_CANDIDATES = (
+    "n.id IN (SELECT s.notebook_id FROM cell_search s WHERE {code_hit}"
+    " UNION SELECT n.id FROM notebooks n WHERE n.user_id = $1 AND ({name_hit}))"
+)
+# The matching cells' share of the rank, and whether one holds q as typed; per
+# hit notebook, from its cell_search rows (primary key prefix).
+_CELLS_RANK = (
+    "\n     CROSS JOIN LATERAL ("
+    "SELECT coalesce(sum(ts_rank_cd(s.code_tsv, {tsquery})::float8)"
+    " FILTER (WHERE s.code_tsv @@ {tsquery}), 0) AS text_rank,"
+    " coalesce(bool_or({code_substring}), false) AS code_substring"
+    " FROM cell_search s WHERE s.notebook_id = n.id) AS cs"
+)
 
 # Snippets, first match wins: the query's words highlighted by ts_headline; a
 # window of {ctx} characters either side of the first substring hit; the start
@@ -166,29 +188,34 @@ class SearchService:
             args.append(value)
             return f"${len(args)}"
 
-        rank, where, cell_where, snippets, position = "0::float8", [], [], [], ""
+        rank, where, cell_where, snippets, position, cells_rank = "0::float8", [], [], [], "", ""
         if query.q is not None:
             q = bind(query.q)
             tsquery = _TSQUERY.format(q=q)
-            rank = f"ts_rank_cd(n.search_tsv, {tsquery})::float8"
             snippets.append(_HEADLINE.format(tsquery=tsquery, options=_HEADLINE_OPTIONS))
+            rank = f"ts_rank_cd(n.name_tsv, {tsquery})::float8 + cs.text_rank"
+            code_hit, name_hit = f"s.code_tsv @@ {tsquery}", f"n.name_tsv @@ {tsquery}"
+            code_substring = "false"
             if _TRIGRAM_RUN.search(query.q) and await self.trigram_available():
                 pattern = bind("%" + _LIKE_SPECIAL.sub(r"\\\1", query.q) + "%")
-                code_hit = _CODE_SUBSTRING_HIT.format(pattern=pattern)
-                name_hit = _NAME_SUBSTRING_HIT.format(pattern=pattern)
+                code_substring = _CODE_SUBSTRING_HIT.format(pattern=pattern)
+                name_substring = _NAME_SUBSTRING_HIT.format(pattern=pattern)
+                code_hit += f" OR {code_substring}"
+                name_hit += f" OR {name_substring}"
                 rank += (
-                    f" + CASE WHEN {name_hit} THEN {_NAME_SUBSTRING_BONUS}::float8 ELSE 0 END"
-                    f" + CASE WHEN {code_hit} THEN {_CODE_SUBSTRING_BONUS}::float8 ELSE 0 END"
+                    f" + CASE WHEN {name_substring} THEN {_NAME_SUBSTRING_BONUS}::float8 ELSE 0 END"
+                    f" + CASE WHEN cs.code_substring THEN {_CODE_SUBSTRING_BONUS}::float8"
+                    " ELSE 0 END"
                 )
-                where.append(f"(n.search_tsv @@ {tsquery} OR {code_hit} OR {name_hit})")
                 cell_text_hit = _CELL_TEXT_HIT.format(q=q)
                 cell_substring_hit = _CELL_SUBSTRING_HIT.format(pattern=pattern)
                 cell_where.append(f"({cell_text_hit} OR {cell_substring_hit})")
                 position = f", strpos(lower(c.cell ->> 'code'), lower({q})) AS pos"
                 snippets.append(_WINDOW.format(q=q, ctx=SNIPPET_CONTEXT))
             else:
-                where.append(f"n.search_tsv @@ {tsquery}")
                 cell_where.append(_CELL_TEXT_HIT.format(q=q))
+            where.append(_CANDIDATES.format(code_hit=code_hit, name_hit=name_hit))
+            cells_rank = _CELLS_RANK.format(tsquery=tsquery, code_substring=code_substring)
         if query.type is not None or query.writes is not None:
             cells = bind(_cell_filter(query))
             where.append(f"n.cells @> {cells}::jsonb")
@@ -196,6 +223,7 @@ class SearchService:
         snippet = f"CASE {''.join(snippets)}ELSE {_START} END" if snippets else _START
         sql = _SEARCH.format(
             rank=rank,
+            cells_rank=cells_rank,
             where="".join(f"\n       AND {condition}" for condition in where),
             cell_where="\n                  AND ".join(cell_where),
             snippet=f"btrim(regexp_replace({snippet}, '\\s+', ' ', 'g'))",

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "piccolo_migrations"
-OUR_TABLES = {"users", "notebooks", "cell_runs", "piccolo_user", "sessions"}
+OUR_TABLES = {"users", "notebooks", "cell_runs", "cell_search", "piccolo_user", "sessions"}
 CHECKS = {
     "users_email_lower",
     "notebooks_kind_valid",
@@ -162,8 +162,10 @@ def assert_full_schema(url: str) -> None:
     assert "USING gin" in path_ops and "jsonb_path_ops" in path_ops, path_ops
     assert "(cells" in path_ops, path_ops
 
-    search = indexes.get("notebooks_search_tsv", "")
-    assert "USING gin" in search and "search_tsv" in search, search
+    for name, column in (("notebooks_name_tsv", "name_tsv"), ("cell_search_code_tsv", "code_tsv")):
+        search = indexes.get(name, "")
+        assert "USING gin" in search and column in search, (name, search)
+    assert "notebooks_search_tsv" not in indexes  # per notebook: replaced by per-cell rows
 
     special = indexes.get("notebooks_one_special_kind_per_user", "")
     assert special.startswith("CREATE UNIQUE INDEX"), special
@@ -173,13 +175,13 @@ def assert_full_schema(url: str) -> None:
     assert runs.startswith("CREATE UNIQUE INDEX"), runs
 
     if found["trgm_available"]:
-        for name in ("notebooks_code_trgm", "notebooks_name_trgm"):
+        for name in ("cell_search_code_trgm", "notebooks_name_trgm"):
             trigram = indexes.get(name, "")
             assert "USING gin" in trigram and "gin_trgm_ops" in trigram, (name, trigram)
 
     missing_checks = CHECKS - set(found["checks"])
     assert not missing_checks, f"CHECK constraints not created: {missing_checks}"
-    assert "cellar_cells_code" in found["functions"]
+    assert {"cellar_cell_search_insert", "cellar_cell_search_update"} <= found["functions"]
 
 
 # --------------------------------------------------------------------------- behaviour
@@ -273,7 +275,7 @@ def test_backwards_undoes_everything_and_forwards_rebuilds(
 
     emptied = catalog(url)
     assert not OUR_TABLES & emptied["tables"], emptied["tables"]
-    assert "cellar_cells_code" not in emptied["functions"]
+    assert not {"cellar_cells_code", "cellar_cell_search_insert"} & emptied["functions"]
     assert not any(name.startswith("notebooks_") for name in emptied["indexes"])
     still_run = [row for row in migration_table(env) if row["RAN"] != "False"]
     assert still_run == [], still_run
