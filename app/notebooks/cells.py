@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from functools import cache
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import msgspec
 
@@ -17,6 +17,7 @@ from app.notebooks.demo import load_demo
 from app.notebooks.schemas import Cell, CellType, Output, RunStatus, StoredCell
 
 ENCODE = msgspec.json.encode
+CELL_TYPES: tuple[CellType, ...] = get_args(CellType)
 
 
 def make_cell(
@@ -47,6 +48,11 @@ class CodeEdit(msgspec.Struct, frozen=True):
 def code_edit(cell_type: CellType, code: str) -> CodeEdit:
     reads, writes = analyze(cell_type, code)
     return CodeEdit(code, reads, writes)
+
+
+def code_edits(code: str) -> dict[CellType, CodeEdit]:
+    """The edit for each type the cell may turn out to have (the database picks one)."""
+    return {cell_type: code_edit(cell_type, code) for cell_type in CELL_TYPES}
 
 
 def blank_cells() -> list[StoredCell]:

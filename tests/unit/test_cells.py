@@ -5,7 +5,14 @@ from __future__ import annotations
 import uuid
 
 from app.notebooks.analysis import analyze
-from app.notebooks.cells import blank_cells, code_edit, demo_cells, idle, make_cell
+from app.notebooks.cells import (
+    blank_cells,
+    code_edit,
+    code_edits,
+    demo_cells,
+    idle,
+    make_cell,
+)
 from app.notebooks.demo import load_demo
 from app.notebooks.schemas import StoredCell
 
@@ -70,6 +77,15 @@ def test_code_edit_recomputes_reads_and_writes_from_the_new_code() -> None:
 def test_code_edit_analyses_by_the_cells_type() -> None:
     assert code_edit("sql", "SELECT {n}").reads == ["n"]
     assert code_edit("python", "SELECT {n}").reads != ["n"]
+
+
+def test_code_edits_hold_one_analysis_per_cell_type() -> None:
+    edits = code_edits("x = {n}")
+    assert set(edits) == {"python", "sql", "markdown", "raw"}
+    assert (edits["python"].reads, edits["python"].writes) == (["n"], ["x"])
+    assert (edits["sql"].reads, edits["sql"].writes) == (["n"], [])
+    assert all(edits[t] == code_edit(t, "x = {n}") for t in edits)
+    assert (edits["markdown"].reads, edits["raw"].writes) == ([], [])
 
 
 def test_blank_cells_is_one_empty_python_cell() -> None:
