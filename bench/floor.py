@@ -81,34 +81,40 @@ RETURNING n.revision,
 _SEARCH_TEXT = r"""
 WITH hits AS MATERIALIZED (
     SELECT n.id, n.name, n.cells, n.updated_at,
-           ts_rank_cd(n.name_tsv, websearch_to_tsquery('simple', $3))::float8 + cs.text_rank
+           ts_rank_cd(n.name_tsv, (SELECT websearch_to_tsquery('simple', $3)))::float8 + h.text_rank
            + CASE WHEN n.name ILIKE $4 ESCAPE '\' THEN 0.5::float8 ELSE 0 END
-           + CASE WHEN cs.code_substring THEN 0.2::float8 ELSE 0 END
+           + CASE WHEN h.code_substring THEN 0.2::float8 ELSE 0 END
            AS rank
-      FROM notebooks n
-     CROSS JOIN LATERAL (
-           SELECT coalesce(sum(ts_rank_cd(s.code_tsv, websearch_to_tsquery('simple', $3))::float8)
-                           FILTER (WHERE s.code_tsv @@ websearch_to_tsquery('simple', $3)), 0)
-                      AS text_rank,
-                  coalesce(bool_or(s.code ILIKE $4 ESCAPE '\'), false) AS code_substring
-             FROM cell_search s WHERE s.notebook_id = n.id) AS cs
+      FROM (SELECT id, sum(text_rank) AS text_rank, bool_or(code_substring) AS code_substring
+              FROM (SELECT s.notebook_id AS id,
+                           CASE WHEN s.code_tsv @@ (SELECT websearch_to_tsquery('simple', $3))
+                                THEN ts_rank_cd(s.code_tsv,
+                                                (SELECT websearch_to_tsquery('simple', $3)))
+                                ELSE 0 END::float8 AS text_rank,
+                           s.code ILIKE $4 ESCAPE '\' AS code_substring
+                      FROM cell_search s
+                     WHERE s.user_id = $1
+                       AND (s.code_tsv @@ (SELECT websearch_to_tsquery('simple', $3))
+                            OR s.code ILIKE $4 ESCAPE '\')
+                    UNION ALL
+                    SELECT m.id, 0, false
+                      FROM notebooks m
+                     WHERE m.user_id = $1
+                       AND (m.name_tsv @@ (SELECT websearch_to_tsquery('simple', $3))
+                            OR m.name ILIKE $4 ESCAPE '\')) AS matched
+             GROUP BY id) AS h
+      JOIN notebooks n ON n.id = h.id
      WHERE n.user_id = $1
-       AND n.id IN (SELECT s.notebook_id FROM cell_search s
-                     WHERE s.code_tsv @@ websearch_to_tsquery('simple', $3)
-                        OR s.code ILIKE $4 ESCAPE '\'
-                     UNION
-                    SELECT n.id FROM notebooks n
-                     WHERE n.user_id = $1
-                       AND (n.name_tsv @@ websearch_to_tsquery('simple', $3)
-                            OR n.name ILIKE $4 ESCAPE '\'))
 )
 SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
   FROM (SELECT * FROM hits ORDER BY rank DESC, updated_at DESC, id LIMIT $2) AS n
  CROSS JOIN LATERAL (
        SELECT coalesce(jsonb_agg(jsonb_build_object('cell_id', c.cell ->> 'id',
                   'snippet', btrim(regexp_replace(
-                      CASE WHEN to_tsvector('simple', s.code) @@ websearch_to_tsquery('simple', $3)
-                           THEN ts_headline('simple', s.code, websearch_to_tsquery('simple', $3),
+                      CASE WHEN to_tsvector('simple', s.code)
+                                @@ (SELECT websearch_to_tsquery('simple', $3))
+                           THEN ts_headline('simple', s.code,
+                                (SELECT websearch_to_tsquery('simple', $3)),
                                 'MaxFragments=1, MaxWords=12, MinWords=3, StartSel=<<, StopSel=>>')
                            WHEN s.pos > 0
                            THEN CASE WHEN s.pos > 30 + 1 THEN '…' ELSE '' END
@@ -125,7 +131,7 @@ SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
          FROM (SELECT t.cell, t.idx
                  FROM jsonb_array_elements(n.cells) WITH ORDINALITY AS t(cell, idx)
                 WHERE (to_tsvector('simple', t.cell ->> 'code')
-                          @@ websearch_to_tsquery('simple', $3)
+                          @@ (SELECT websearch_to_tsquery('simple', $3))
                        OR (t.cell ->> 'code') ILIKE $4 ESCAPE '\')
                 ORDER BY t.idx
                 LIMIT 5) AS c

@@ -272,7 +272,7 @@ async def seed_search(conn: asyncpg.Connection, *, count: int) -> None:
 
 async def vacuum(conn: asyncpg.Connection) -> None:
     """Flush the GIN pending lists and give the planner fresh statistics."""
-    for table in ("users", "notebooks", "cell_runs"):
+    for table in ("users", "notebooks", "cell_search", "cell_runs"):
         await conn.execute(f"VACUUM (ANALYZE) {table}")
 
 

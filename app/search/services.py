@@ -87,7 +87,7 @@ _HEADLINE_OPTIONS = "MaxFragments=1, MaxWords=12, MinWords=3, StartSel=<<, StopS
 _SEARCH = """
 WITH hits AS MATERIALIZED (
     SELECT n.id, n.name, n.cells, n.updated_at, {rank} AS rank
-      FROM notebooks n{cells_rank}
+      FROM {source}
      WHERE n.user_id = $1{where}
 )
 SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
@@ -105,27 +105,35 @@ SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
  ORDER BY n.rank DESC, n.updated_at DESC, n.id
 """
 
-_TSQUERY = "websearch_to_tsquery('simple', {q})"
+# A scalar subquery, so that even in a generic plan (asyncpg reuses prepared
+# statements) the query text is parsed once per search, not once per row.
+_TSQUERY = "(SELECT websearch_to_tsquery('simple', {q}))"
 _CELL_TEXT_HIT = "to_tsvector('simple', t.cell ->> 'code') @@ " + _TSQUERY
 _CELL_SUBSTRING_HIT = r"(t.cell ->> 'code') ILIKE {pattern} ESCAPE '\'"
 _CODE_SUBSTRING_HIT = r"s.code ILIKE {pattern} ESCAPE '\'"
-_NAME_SUBSTRING_HIT = r"n.name ILIKE {pattern} ESCAPE '\'"
+_NAME_SUBSTRING_HIT = r"{table}.name ILIKE {pattern} ESCAPE '\'"
 
-# The notebooks with a matching name or cell: one index scan of each GIN index
-# (BitmapOr where both conditions of a table apply), the notebook ids unioned.
-_CANDIDATES = (
-    "n.id IN (SELECT s.notebook_id FROM cell_search s WHERE {code_hit}"
-    " UNION SELECT n.id FROM notebooks n WHERE n.user_id = $1 AND ({name_hit}))"
-)
-# The matching cells' share of the rank, and whether one holds q as typed; per
-# hit notebook, from its cell_search rows (primary key prefix).
-_CELLS_RANK = (
-    "\n     CROSS JOIN LATERAL ("
-    "SELECT coalesce(sum(ts_rank_cd(s.code_tsv, {tsquery})::float8)"
-    " FILTER (WHERE s.code_tsv @@ {tsquery}), 0) AS text_rank,"
-    " coalesce(bool_or({code_substring}), false) AS code_substring"
-    " FROM cell_search s WHERE s.notebook_id = n.id) AS cs"
-)
+# With q, the notebooks searched are the caller's matching cells' (one pass
+# over cell_search's GIN indexes: text and trigram, both leading with user_id
+# where the server has btree_gin) and those with a matching name (the names'
+# GIN indexes), grouped to one row per notebook with the cells' share of the
+# rank and whether one holds q as typed; then joined to notebooks by primary
+# key.  Every join is keyed: no plan can pair rows by scanning a CTE per row,
+# which is what a generic plan did with an earlier LEFT JOIN on a CTE
+# (seconds for a common word).
+_MATCHED = """(SELECT id, sum(text_rank) AS text_rank, bool_or(code_substring) AS code_substring
+         FROM (SELECT s.notebook_id AS id,
+                      CASE WHEN s.code_tsv @@ {tsquery}
+                           THEN ts_rank_cd(s.code_tsv, {tsquery})::float8 ELSE 0 END AS text_rank,
+                      {code_substring} AS code_substring
+                 FROM cell_search s
+                WHERE s.user_id = $1 AND ({code_hit})
+               UNION ALL
+               SELECT m.id, 0, false
+                 FROM notebooks m
+                WHERE m.user_id = $1 AND ({name_hit})) AS matched
+        GROUP BY id) AS h
+      JOIN notebooks n ON n.id = h.id"""
 
 # Snippets, first match wins: the query's words highlighted by ts_headline; a
 # window of {ctx} characters either side of the first substring hit; the start
@@ -188,23 +196,24 @@ class SearchService:
             args.append(value)
             return f"${len(args)}"
 
-        rank, where, cell_where, snippets, position, cells_rank = "0::float8", [], [], [], "", ""
+        rank, where, cell_where, snippets, position = "0::float8", [], [], [], ""
+        source = "notebooks n"
         if query.q is not None:
             q = bind(query.q)
             tsquery = _TSQUERY.format(q=q)
             snippets.append(_HEADLINE.format(tsquery=tsquery, options=_HEADLINE_OPTIONS))
-            rank = f"ts_rank_cd(n.name_tsv, {tsquery})::float8 + cs.text_rank"
-            code_hit, name_hit = f"s.code_tsv @@ {tsquery}", f"n.name_tsv @@ {tsquery}"
+            rank = f"ts_rank_cd(n.name_tsv, {tsquery})::float8 + h.text_rank"
+            code_hit, name_hit = f"s.code_tsv @@ {tsquery}", f"m.name_tsv @@ {tsquery}"
             code_substring = "false"
             if _TRIGRAM_RUN.search(query.q) and await self.trigram_available():
                 pattern = bind("%" + _LIKE_SPECIAL.sub(r"\\\1", query.q) + "%")
                 code_substring = _CODE_SUBSTRING_HIT.format(pattern=pattern)
-                name_substring = _NAME_SUBSTRING_HIT.format(pattern=pattern)
+                name_substring = _NAME_SUBSTRING_HIT.format(table="n", pattern=pattern)
                 code_hit += f" OR {code_substring}"
-                name_hit += f" OR {name_substring}"
+                name_hit += " OR " + _NAME_SUBSTRING_HIT.format(table="m", pattern=pattern)
                 rank += (
                     f" + CASE WHEN {name_substring} THEN {_NAME_SUBSTRING_BONUS}::float8 ELSE 0 END"
-                    f" + CASE WHEN cs.code_substring THEN {_CODE_SUBSTRING_BONUS}::float8"
+                    f" + CASE WHEN h.code_substring THEN {_CODE_SUBSTRING_BONUS}::float8"
                     " ELSE 0 END"
                 )
                 cell_text_hit = _CELL_TEXT_HIT.format(q=q)
@@ -214,16 +223,17 @@ class SearchService:
                 snippets.append(_WINDOW.format(q=q, ctx=SNIPPET_CONTEXT))
             else:
                 cell_where.append(_CELL_TEXT_HIT.format(q=q))
-            where.append(_CANDIDATES.format(code_hit=code_hit, name_hit=name_hit))
-            cells_rank = _CELLS_RANK.format(tsquery=tsquery, code_substring=code_substring)
+            source = _MATCHED.format(
+                tsquery=tsquery, code_substring=code_substring, code_hit=code_hit, name_hit=name_hit
+            )
         if query.type is not None or query.writes is not None:
             cells = bind(_cell_filter(query))
             where.append(f"n.cells @> {cells}::jsonb")
             cell_where.append(f"t.cell @> ({cells}::jsonb -> 0)")
         snippet = f"CASE {''.join(snippets)}ELSE {_START} END" if snippets else _START
         sql = _SEARCH.format(
+            source=source,
             rank=rank,
-            cells_rank=cells_rank,
             where="".join(f"\n       AND {condition}" for condition in where),
             cell_where="\n                  AND ".join(cell_where),
             snippet=f"btrim(regexp_replace({snippet}, '\\s+', ' ', 'g'))",

@@ -125,3 +125,36 @@ async def test_inserted_notebooks_are_indexed_at_once(client: Any) -> None:
     demo = next(n for n in response.json()["notebooks"] if n["kind"] == "demo")
     rows = await _assert_in_step(demo["id"])
     assert len(rows) == demo["cell_count"] > 1
+
+
+async def test_rows_follow_the_owner(client: Any) -> None:
+    """Search keeps to the caller's rows: a notebook given to another user moves with its cells."""
+    first, second = await new_user_headers(client), await new_user_headers(client)
+    notebook_id = await create_notebook(client, first, "handed over")
+    response = await client.post(
+        f"/notebooks/{notebook_id}/cells",
+        json={"type": "python", "code": "handover_marker = 1"},
+        headers=first,
+    )
+    assert response.status_code == 201
+
+    async def found(headers: dict[str, str]) -> list[str]:
+        response = await client.get(
+            "/notebooks/search", params={"q": "handover_marker"}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return [result["notebook_id"] for result in response.json()["results"]]
+
+    assert await found(first) == [notebook_id]
+    assert await found(second) == []
+    second_id = (await client.get("/me", headers=second)).json()["id"]
+    async with connection() as conn:
+        await conn.execute(
+            "UPDATE notebooks SET user_id = $2 WHERE id = $1", notebook_id, second_id
+        )
+        owners = await conn.fetch(
+            "SELECT DISTINCT user_id::text FROM cell_search WHERE notebook_id = $1", notebook_id
+        )
+    assert [row["user_id"] for row in owners] == [second_id]
+    assert await found(first) == []
+    assert await found(second) == [notebook_id]

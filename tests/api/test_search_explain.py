@@ -111,6 +111,18 @@ def indexes_used(nodes: list[dict[str, Any]]) -> set[str]:
     return {node["Index Name"] for node in nodes if "Index Name" in node}
 
 
+def assert_no_cte_rescan(nodes: list[dict[str, Any]]) -> None:
+    """No nested loop re-reads a CTE for every outer row (quadratic in the matches).
+
+    A generic plan of an earlier statement did that with a LEFT JOIN on a CTE
+    it estimated at one row: 10,000 × 10,000 comparisons for a common word.
+    """
+    for node in nodes:
+        if node["Node Type"] == "Nested Loop":
+            inner = node["Plans"][1]
+            assert inner["Node Type"] != "CTE Scan", node
+
+
 def assert_no_seq_scan_on_notebooks(nodes: list[dict[str, Any]]) -> None:
     """Neither the notebooks nor their per-cell search rows are read whole."""
     scans = [n for n in nodes if n["Node Type"] == "Seq Scan"]
@@ -200,6 +212,7 @@ async def test_each_search_path_uses_its_gin_index(
     statement = await SearchService(trigram=trigram).statement(user_id, query)
     nodes = await plan(statement.sql, statement.args)
     assert_no_seq_scan_on_notebooks(nodes)
+    assert_no_cte_rescan(nodes)
     assert expected <= indexes_used(nodes), [n.get("Index Name") for n in nodes]
 
 
@@ -209,6 +222,47 @@ async def test_text_with_a_filter_uses_gin_indexes(seeded: tuple[dict[str, str],
     nodes = await explain(statement.sql, statement.args)
     assert_no_seq_scan_on_notebooks(nodes)
     assert {"cell_search_code_tsv", "cell_search_code_trgm"} <= indexes_used(nodes)
+
+
+class _Undo(Exception):
+    """Raised to roll back a transaction that changed the schema for one test."""
+
+
+async def test_without_btree_gin_the_plain_gin_indexes_serve_text_search(
+    seeded: tuple[dict[str, str], UUID],
+) -> None:
+    """The layout a server without btree_gin gets (the embedded one): same SQL, same indexes."""
+    _, user_id = seeded
+    trigram = await SearchService().trigram_available()
+    plain = ["CREATE INDEX cell_search_code_tsv ON cell_search USING gin (code_tsv)"]
+    if trigram:
+        plain.append(
+            "CREATE INDEX cell_search_code_trgm ON cell_search USING gin (code gin_trgm_ops)"
+        )
+    used: list[set[str]] = []
+    async with connection() as conn:
+        with pytest.raises(_Undo):
+            async with conn.transaction():
+                await conn.execute("DROP INDEX cell_search_code_tsv")
+                await conn.execute("DROP INDEX IF EXISTS cell_search_code_trgm")
+                for statement in plain:
+                    await conn.execute(statement)
+                await conn.execute("ANALYZE cell_search")
+                definition = await conn.fetchval(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'cell_search_code_tsv'"
+                )
+                assert "user_id" not in definition
+                for query in (SearchQuery(q="revenue_by_region"), SearchQuery(q="venue_by_reg")):
+                    statement = await SearchService(trigram=trigram).statement(user_id, query)
+                    raw = await conn.fetchval(
+                        "EXPLAIN (FORMAT JSON) " + statement.sql, *statement.args
+                    )
+                    nodes = list(plan_nodes(json.loads(raw)[0]["Plan"]))
+                    assert_no_seq_scan_on_notebooks(nodes)
+                    used.append(indexes_used(nodes))
+                raise _Undo
+    expected = {"cell_search_code_tsv"} | ({"cell_search_code_trgm"} if trigram else set())
+    assert all(expected <= indexes for indexes in used), used
 
 
 async def test_answers_at_scale(client: Any, seeded: tuple[dict[str, str], UUID]) -> None:

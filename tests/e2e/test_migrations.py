@@ -139,12 +139,16 @@ async def _catalog(connection: asyncpg.Connection) -> dict[str, Any]:
     trgm_available = bool(
         await connection.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")
     )
+    btree_gin_available = bool(
+        await connection.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'btree_gin'")
+    )
     return {
         "tables": tables,
         "indexes": indexes,
         "checks": checks,
         "functions": functions,
         "trgm_available": trgm_available,
+        "btree_gin_available": btree_gin_available,
     }
 
 
@@ -166,6 +170,9 @@ def assert_full_schema(url: str) -> None:
         search = indexes.get(name, "")
         assert "USING gin" in search and column in search, (name, search)
     assert "notebooks_search_tsv" not in indexes  # per notebook: replaced by per-cell rows
+    # Where btree_gin exists, the per-cell GIN indexes lead with the owner.
+    leads = "(user_id, code_tsv)" in indexes["cell_search_code_tsv"]
+    assert leads == found["btree_gin_available"], indexes["cell_search_code_tsv"]
 
     special = indexes.get("notebooks_one_special_kind_per_user", "")
     assert special.startswith("CREATE UNIQUE INDEX"), special
