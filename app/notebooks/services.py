@@ -6,7 +6,10 @@ the caller's expected revision against it, applies the change with jsonb
 functions inside the database (the cells document never travels back and
 forth), and raises ``revision`` by one in the same transaction.  Two
 instances editing different cells of one notebook therefore queue on the row
-lock and both edits survive; a stale ``expected_revision`` gets 409.
+lock and both edits survive; a stale ``expected_revision`` gets 409.  The
+code edit, the editor's save and the hot path, does all of that in one
+conditional UPDATE instead, so the lock is never held across a round trip
+(``update_cell``).
 
 Run state (status, stdout, outputs, error) lives in ``cell_runs`` and is
 written without touching the notebook row, so outputs never bump the

@@ -3,8 +3,9 @@
 Every statement keeps to ``user_id = $1``; the other conditions are the
 ones the GIN indexes serve.  Code is indexed per cell, in ``cell_search``
 (kept by triggers from the cells document, so that an edit re-indexes one
-cell, not the notebook: see the migration that made it); names and the
-cells document are indexed on ``notebooks``:
+cell, not the notebook: see the migration that made it; its rows carry the
+owner, which leads its GIN indexes where the server has btree_gin); names
+and the cells document are indexed on ``notebooks``:
 
 - full text: ``code_tsv @@ websearch_to_tsquery('simple', q)`` over cells
   (``cell_search_code_tsv``) or ``name_tsv @@ …`` (``notebooks_name_tsv``).
