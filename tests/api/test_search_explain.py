@@ -115,7 +115,7 @@ def assert_no_cte_rescan(nodes: list[dict[str, Any]]) -> None:
     """No nested loop re-reads a CTE for every outer row (quadratic in the matches).
 
     A generic plan of an earlier statement did that with a LEFT JOIN on a CTE
-    it estimated at one row: 10,000 × 10,000 comparisons for a common word.
+    it estimated at one row: 10,000 x 10,000 comparisons for a common word.
     """
     for node in nodes:
         if node["Node Type"] == "Nested Loop":
