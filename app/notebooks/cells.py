@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import uuid
 from functools import cache
-from typing import Any, cast, get_args
+from typing import Any, cast
 
 import msgspec
 
 from app.notebooks.analysis import analyze
 from app.notebooks.demo import load_demo
-from app.notebooks.schemas import Cell, CellType, Output, RunStatus, StoredCell
+from app.notebooks.schemas import CELL_TYPES, Cell, CellType, Output, RunStatus, StoredCell
 
 ENCODE = msgspec.json.encode
-CELL_TYPES: tuple[CellType, ...] = get_args(CellType)
 
 
 def make_cell(

@@ -10,11 +10,12 @@ only be stricter.  ``StoredCell`` is the shape inside ``notebooks.cells``;
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
 CellType = Literal["python", "sql", "markdown", "raw"]
+CELL_TYPES: tuple[CellType, ...] = get_args(CellType)
 RunStatus = Literal["idle", "running", "success", "error", "blocked"]
 NotebookKindName = Literal["user", "blank", "demo"]
 

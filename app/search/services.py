@@ -32,13 +32,13 @@ conditions above apply, so asyncpg prepares a handful of statements in all.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, NamedTuple, cast, get_args
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import msgspec
 
 from app.database import connection
 from app.errors import InvalidInput
-from app.notebooks.schemas import CellType
+from app.notebooks.schemas import CELL_TYPES
 from app.search.schemas import (
     MAX_LIMIT,
     MAX_QUERY_LENGTH,
@@ -68,7 +68,6 @@ _CODE_SUBSTRING_BONUS = 0.2
 # three of them in a row yields no trigram and the index would scan everything.
 _TRIGRAM_RUN = re.compile(r"[^\W_]{3}")
 _LIKE_SPECIAL = re.compile(r"([\\%_])")
-_CELL_TYPES = frozenset(get_args(CellType))
 
 _TRIGRAM_INDEXES = """
 SELECT to_regclass('cell_search_code_trgm') IS NOT NULL
@@ -263,8 +262,8 @@ def normalise(query: SearchQuery) -> SearchQuery:
     writes = (query.writes or "").strip() or None
     if writes is not None and (len(writes) > MAX_VARIABLE_LENGTH or not writes.isidentifier()):
         raise InvalidInput("writes", "expected a variable name")
-    if query.type is not None and query.type not in _CELL_TYPES:
-        raise InvalidInput("type", f"expected one of {', '.join(sorted(_CELL_TYPES))}")
+    if query.type is not None and query.type not in CELL_TYPES:
+        raise InvalidInput("type", f"expected one of {', '.join(sorted(CELL_TYPES))}")
     if not 1 <= query.limit <= MAX_LIMIT:
         raise InvalidInput("limit", f"expected 1 to {MAX_LIMIT}")
     if q is None and query.type is None and writes is None:
