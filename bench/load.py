@@ -98,6 +98,10 @@ class LoadError(Exception):
     """A load run failed (wrk crashed, or no request was answered)."""
 
 
+class NoAnswer(LoadError):
+    """Not one request completed within the run: a dead server, or a window too short."""
+
+
 def _lua_string(value: str) -> str:
     return json.dumps(value)  # a JSON string literal is a valid Lua string literal here
 
@@ -172,7 +176,7 @@ def run_wrk(
     raw = json.loads(line[len(_MARK) :])
     errors = sum(raw[k] for k in raw if k.startswith("errors_"))
     if raw["requests"] == 0:
-        raise LoadError(f"no request answered: {done.stdout[-800:]}")
+        raise NoAnswer(f"no request answered: {done.stdout[-800:]}")
     return Figures(
         rps=raw["requests"] / (raw["duration_us"] / 1e6),
         p50_ms=raw["p50_us"] / 1000,
@@ -222,7 +226,7 @@ def run_python(base_url: str, load: Load, *, connections: int, seconds: float) -
 
     timings, errors, took = asyncio.run(main())
     if not timings:
-        raise LoadError("no request answered")
+        raise NoAnswer("no request answered")
     ordered = sorted(timings)
 
     def pct(fraction: float) -> float:

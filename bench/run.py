@@ -47,7 +47,7 @@ from cell_update_vs_outputs import (
     server_flags,
     with_database,
 )
-from load import Figures, Load, LoadError, run_python, run_wrk, wrk_available
+from load import Figures, Load, LoadError, NoAnswer, run_python, run_wrk, wrk_available
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -396,16 +396,7 @@ class Run:
         if m.refresh is not None:
             m.load = m.refresh()
         try:
-            if wrk_available():
-                figures = run_wrk(
-                    base,
-                    m.load,
-                    connections=m.connections,
-                    seconds=seconds,
-                    pin=self.load_prefix,
-                )
-            else:
-                figures = run_python(base, m.load, connections=m.connections, seconds=seconds)
+            figures = patient(lambda s: self.load(base, m, s), seconds, f"{m.op} on {m.system}")
         except LoadError as exc:
             self.failures.append(f"{m.op} on {m.system}: {exc}")
             log(f"{m.op} on {m.system} failed: {exc}")
@@ -419,6 +410,13 @@ class Run:
                 f"  p99 {figures.p99_ms:7.2f} ms  ({figures.requests} requests, "
                 f"{figures.errors} errors)"
             )
+
+    def load(self, base: str, m: Measure, seconds: float) -> Figures:
+        if wrk_available():
+            return run_wrk(
+                base, m.load, connections=m.connections, seconds=seconds, pin=self.load_prefix
+            )
+        return run_python(base, m.load, connections=m.connections, seconds=seconds)
 
     def rounds(self, measures: list[Measure], label: str, reserve: float = 0.0) -> int:
         """Every measure once per round, the systems' order rotating; returns rounds done.
@@ -442,6 +440,21 @@ class Run:
             done += 1
             log(f"{label}: round {r + 1}/{p.rounds} done")
         return done
+
+
+def patient(load: Callable[[float], Figures], seconds: float, what: str) -> Figures:
+    """``load(seconds)``, once more over a longer window if not one request came back.
+
+    A slow system (Jupyter's listing takes about a second a request at 16
+    connections) can answer nothing within a smoke run's 1 s window; a
+    longer one tells a slow server from a dead one, which still fails.
+    """
+    try:
+        return load(seconds)
+    except NoAnswer:
+        longer = max(4 * seconds, 5.0)
+        log(f"{what}: no answer in {seconds:g} s, measuring {longer:g} s")
+        return load(longer)
 
 
 def rotated(measures: list[Measure], r: int) -> list[Measure]:
