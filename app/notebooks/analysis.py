@@ -11,9 +11,13 @@ built for speed and robustness rather than perfect precision:
   before resolving the names it loads; instead of a second pass, loads inside a function are
   collected and resolved when the walk leaves the function, which is equivalent because
   function locals are static in Python.
-* Anything that cannot be parsed (``SyntaxError``, ``ValueError`` for NUL bytes, a
-  ``RecursionError``/``MemoryError`` from the parser on pathological input, IPython magics)
-  yields ``([], [])``: a half-typed cell must never break saving.  Warnings raised while
+* IPython syntax (``%magic``, ``%%cell_magic``, ``!shell``, ``name?`` help) is rewritten
+  into the Python it amounts to first (``app.notebooks.magics``), so one magic line does
+  not hide the rest of the cell; only code that is not valid Python is rewritten.
+* Anything that still cannot be parsed (``SyntaxError``, ``ValueError`` for NUL bytes, a
+  ``RecursionError``/``MemoryError`` from the parser on pathological input, an opaque
+  cell magic such as ``%%bash``) yields ``([], [])``: a half-typed cell must never break
+  saving.  Warnings raised while
   parsing (e.g. invalid escape sequences) are silenced so that running with ``-W error``
   does not turn valid cells into "unparseable" ones and user code does not spam the logs.
   ``warnings.catch_warnings`` mutates process-global state, so parses are serialised by a
@@ -78,6 +82,8 @@ import re
 import threading
 import warnings
 from typing import Any
+
+from app.notebooks.magics import LOCAL_SCOPE, python_source
 
 __all__ = ["analyze"]
 
@@ -150,16 +156,34 @@ def _analyze_sql(code: str) -> tuple[list[str], list[str]]:
 
 
 def _analyze_python(code: str) -> tuple[list[str], list[str]]:
+    tree = _parse(code)
+    if tree is None:
+        # Not Python: perhaps IPython (magics, shell commands, help), which Jupyter
+        # cells often are.  Valid Python is never IPython syntax, so this costs nothing
+        # on the usual path.
+        try:
+            source = python_source(code)
+        except RecursionError:  # magics nested thousands deep
+            source = None
+        if source is None or source == code:
+            return [], []
+        tree = _parse(source)
+        if tree is None:
+            return [], []
+    walker = _Walker()
+    walker.run(tree)
+    writes = walker.writes - {LOCAL_SCOPE}
+    reads = walker.reads | (walker.deferred - writes)
+    return sorted(reads - _BUILTINS), sorted(writes)
+
+
+def _parse(code: str) -> ast.Module | None:
     try:
         with _PARSE_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tree = ast.parse(code)
+            return ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
-        return [], []
-    walker = _Walker()
-    walker.run(tree)
-    reads = walker.reads | (walker.deferred - walker.writes)
-    return sorted(reads - _BUILTINS), sorted(walker.writes)
+        return None
 
 
 def _children(node: ast.AST) -> list[Any]:

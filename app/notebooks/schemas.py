@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
-CellType = Literal["python", "sql", "markdown", "raw"]
+# "code": a code cell of an imported notebook in a language other than Python (SPEC §12).
+CellType = Literal["python", "sql", "markdown", "raw", "code"]
 CELL_TYPES: tuple[CellType, ...] = get_args(CellType)
 RunStatus = Literal["idle", "running", "success", "error", "blocked"]
 NotebookKindName = Literal["user", "blank", "demo"]

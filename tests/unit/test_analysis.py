@@ -368,11 +368,10 @@ def test_global_in_class_body_writes_module_name() -> None:
     [
         "x = ",
         "def f(:\n    pass",
-        "%timeit x",
         "!ls",
+        "%%bash\nx = 1",
         "print('unterminated",
         "a\x00b",
-        "    indented = 1",
         "return 1\n)",
     ],
 )

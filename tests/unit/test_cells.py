@@ -56,8 +56,8 @@ def test_make_cell_syntax_error_gives_empty_reads_and_writes() -> None:
     assert (cell.reads, cell.writes) == ([], [])
 
 
-def test_make_cell_markdown_and_raw_read_and_write_nothing() -> None:
-    for cell_type in ("markdown", "raw"):
+def test_make_cell_markdown_raw_and_code_read_and_write_nothing() -> None:
+    for cell_type in ("markdown", "raw", "code"):
         cell = make_cell(cell_type, "x = y  {z}")
         assert (cell.reads, cell.writes) == ([], [])
 
@@ -81,11 +81,11 @@ def test_code_edit_analyses_by_the_cells_type() -> None:
 
 def test_code_edits_hold_one_analysis_per_cell_type() -> None:
     edits = code_edits("x = {n}")
-    assert set(edits) == {"python", "sql", "markdown", "raw"}
+    assert set(edits) == {"python", "sql", "markdown", "raw", "code"}
     assert (edits["python"].reads, edits["python"].writes) == (["n"], ["x"])
     assert (edits["sql"].reads, edits["sql"].writes) == (["n"], [])
     assert all(edits[t] == code_edit(t, "x = {n}") for t in edits)
-    assert (edits["markdown"].reads, edits["raw"].writes) == ([], [])
+    assert (edits["markdown"].reads, edits["raw"].writes, edits["code"].writes) == ([], [], [])
 
 
 def test_blank_cells_is_one_empty_python_cell() -> None:
