@@ -1,0 +1,101 @@
+"""What Cellar keeps of an .ipynb beyond its cells (SPEC §12), as msgspec Structs to store.
+
+An imported notebook lands in three places, each where its edits already go:
+
+* the cells (id, type, code, metadata) in ``notebooks.cells``, as ``StoredCell``;
+* each code cell's run state in ``cell_runs``, as ``CellRun``: the four fields
+  the API shows (derived from the nbformat outputs for the app) plus
+  ``IpynbCellRun``, the nbformat outputs and execution count exactly as read.
+  Outputs stay out of ``cells`` so that a code edit never rewrites them (§9);
+* the rest, which no API route edits, in ``IpynbNotebookExtra`` beside the
+  notebook: notebook metadata, ``nbformat_minor``, and per cell the
+  attachments and any key of a future nbformat minor.
+
+All of it is JSON without a schema of Cellar's own (notebook metadata is
+free-form), so it belongs in ``json`` columns: PostgreSQL keeps ``json`` as
+text, ``\\u0000`` included, and nobody queries inside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from app.notebooks.schemas import RunStatus, StoredCell
+
+EMPTY_LIST = b"[]"
+
+
+class IpynbCellRun(msgspec.Struct, frozen=True):
+    """A code cell's run as the .ipynb recorded it; stored with the run state (cell_runs).
+
+    ``outputs`` is the nbformat outputs list as JSON, exactly as read (every
+    ``output_type``, mime bundle, metadata, stream name, traceback), passed
+    through undecoded.  It describes the run that produced the API's run
+    state, so when the execution engine writes new outputs for the cell this
+    record is stale and must be dropped (set to null); the export then
+    derives nbformat outputs from the API's run state instead.
+    """
+
+    outputs: msgspec.Raw = msgspec.Raw(EMPTY_LIST)
+    execution_count: int | None = None
+
+
+class CellRun(msgspec.Struct, frozen=True):
+    """One cell's row of run state: the API's fields (SPEC §1) and the .ipynb record.
+
+    ``outputs`` is the API's list of ``{mime_type, data, metadata}`` as JSON
+    (the ``cell_runs.outputs`` column), ``ipynb`` the record above or ``None``
+    when the cell's outputs came from the execution engine.
+    """
+
+    status: RunStatus = "idle"
+    stdout: str = ""
+    outputs: msgspec.Raw = msgspec.Raw(EMPTY_LIST)
+    error: str | None = None
+    ipynb: IpynbCellRun | None = None
+
+
+class IpynbCellExtra(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A cell's .ipynb keys that are neither Cellar's cell nor its run state.
+
+    ``attachments`` (markdown and raw cells: images pasted into the text) is
+    unset when the cell had no such key, so ``{}`` and absent stay apart.
+    ``keys`` holds cell keys that only a newer nbformat 4 minor than 4.5
+    defines; older minors forbid unknown keys (they are dropped on import).
+    """
+
+    attachments: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    keys: dict[str, Any] = {}
+
+
+class IpynbNotebookExtra(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What an imported notebook carries beyond its cells and runs; stored beside the notebook.
+
+    ``nbformat_minor`` is the input's (4.0-4.4 notebooks have no cell ids and
+    are exported without them); a v3 input is upgraded and counts as 4.5.
+    ``cells`` maps cell ids to their extras, only for cells that have any: a
+    cell deleted later leaves an entry the export ignores.  A notebook made in
+    Cellar has no extra at all and exports as 4.5 (``convert.export_ipynb``).
+    """
+
+    nbformat_minor: int
+    metadata: dict[str, Any] = {}
+    cells: dict[str, IpynbCellExtra] = {}
+    keys: dict[str, Any] = {}
+
+
+class IpynbImport(msgspec.Struct, frozen=True):
+    """An .ipynb split into what Cellar stores, and what the import repaired.
+
+    ``runs`` holds only the code cells that ran (outputs or an execution
+    count); ``title`` is the notebook metadata's title, the name to use when
+    the request names none; ``warnings`` go back to the client as they are.
+    """
+
+    cells: list[StoredCell]
+    runs: dict[str, CellRun]
+    extra: IpynbNotebookExtra
+    title: str | None
+    warnings: list[str]
