@@ -814,6 +814,10 @@ BROKEN: dict[str, tuple[bytes, str]] = {
         "notebook: contains an unpaired UTF-16 surrogate",
     ),
     "deep_json": (b"[" * 100_000 + b"]" * 100_000, "notebook: JSON nested too deeply"),
+    "v3_no_worksheets": (
+        _json({"nbformat": 3, "nbformat_minor": 0, "metadata": {}}),
+        "worksheets: missing: an nbformat 3 notebook has a list of worksheets",
+    ),
     "v3_cells_not_list": (
         _json({"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": 3}]}),
         "worksheets[0].cells: expected a list",

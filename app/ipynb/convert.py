@@ -34,7 +34,7 @@ import msgspec
 import nbformat
 
 from app.ipynb.outputs import ipynb_outputs, run_view
-from app.ipynb.reading import CELL_ID, IpynbError, read_ipynb
+from app.ipynb.reading import CELL_ID, IpynbError, json_strings, read_ipynb
 from app.ipynb.schemas import (
     CellRun,
     IpynbCellExtra,
@@ -83,7 +83,7 @@ def import_ipynb(data: bytes | str) -> IpynbImport:
         source: str = cell.source
         if "\x00" in source:
             raise IpynbError(f"{where}.source", "contains U+0000, which PostgreSQL cannot store")
-        if _contains_nul(cell.metadata):
+        if any("\x00" in text for text in json_strings(cell.metadata)):
             raise IpynbError(f"{where}.metadata", "contains U+0000, which PostgreSQL cannot store")
         cell_id = _cellar_id(cell, minor, taken)
         taken.add(cell_id)
@@ -223,21 +223,6 @@ def _imported_run(outputs: list[Any], execution_count: int | None) -> CellRun | 
 def _plain(value: Any) -> Any:
     """nbformat's ``NotebookNode`` (a dict subclass) as the plain JSON value it holds."""
     return msgspec.json.decode(ENCODE(value))
-
-
-def _contains_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 # -- export --------------------------------------------------------------------------------------

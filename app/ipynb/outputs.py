@@ -86,7 +86,10 @@ def run_view(outputs: list[dict[str, Any]], execution_count: int | None) -> RunV
                 shown.append(Output(mime, data[mime], dict(output.get("metadata") or {})))
         elif kind == "error" and error is None:
             traceback = [_ANSI.sub("", line) for line in output.get("traceback", [])]
-            error = "\n".join(traceback) or f"{output.get('ename')}: {output.get('evalue')}"
+            if traceback:
+                error = "\n".join(traceback)
+            else:
+                error = f"{output.get('ename')}: {output.get('evalue')}"
     if error is not None:
         status: RunStatus = "error"
     elif outputs or execution_count is not None:

@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Callable[[], Any]] = {
     "outputs": list,
     "execution_count": lambda: None,
 }
+_CELLS = "a notebook has a list of cells"
+_V3_SHEETS = "an nbformat 3 notebook has a list of worksheets"
 _MAX_ROUNDS = 8  # validation passes; each repairs every error it can and then looks again
 
 
@@ -152,15 +154,15 @@ def _check_shape(document: Any, warnings: list[str]) -> tuple[int, int]:
         if key in document["metadata"]:
             warnings.append(f"metadata.{key}: dropped, as nbformat does")
     if major == 3:
-        for w, sheet in enumerate(_list(document, "worksheets", "", required=False)):
+        for w, sheet in enumerate(_list(document, "worksheets", "", missing=_V3_SHEETS)):
             where = f"worksheets[{w}]"
             _require_object(sheet, where)
-            for c, cell in enumerate(_list(sheet, "cells", where, required=True)):
+            for c, cell in enumerate(_list(sheet, "cells", where, missing=_CELLS)):
                 _require_object(cell, f"{where}.cells[{c}]")
                 for o, output in enumerate(_list(cell, "outputs", f"{where}.cells[{c}]")):
                     _require_object(output, f"{where}.cells[{c}].outputs[{o}]")
         return major, minor
-    for index, cell in enumerate(_list(document, "cells", "", required=True)):
+    for index, cell in enumerate(_list(document, "cells", "", missing=_CELLS)):
         _check_cell(cell, f"cells[{index}]", warnings)
     return major, minor
 
@@ -186,13 +188,14 @@ def _check_cell(cell: Any, where: str, warnings: list[str]) -> None:
             _require_object(output["data"], f"{place}.data")
 
 
-def _list(parent: dict[str, Any], key: str, where: str, *, required: bool = False) -> list[Any]:
+def _list(parent: dict[str, Any], key: str, where: str, *, missing: str = "") -> list[Any]:
+    """``parent[key]`` as a list; absent is empty unless ``missing`` says why it may not be."""
     place = f"{where}.{key}" if where else key
     value = parent.get(key)
-    if value is None and not required:
+    if value is None and not missing:
         return []
     if value is None:
-        raise IpynbError(place, "missing: a notebook has a list of cells")
+        raise IpynbError(place, f"missing: {missing}")
     if not isinstance(value, list):
         raise IpynbError(place, f"expected a list, got {_kind(value)}")
     return value
@@ -373,18 +376,24 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _has_lone_surrogate(document: Any) -> bool:
-    stack = [document]
+def json_strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, object keys included (iteratively: no depth limit)."""
+    stack = [value]
     while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _has_lone_surrogate(document: Any) -> bool:
+    for text in json_strings(document):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
     return False
