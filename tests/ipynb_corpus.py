@@ -643,7 +643,7 @@ def unknown_keys() -> str:
 
 def invalid_metadata() -> str:
     def edit(document: dict[str, Any]) -> None:
-        document["metadata"]["kernelspec"] = {"name": "python3"}
+        document["metadata"]["kernelspec"] = {"name": 3}  # two errors in one key
         document["cells"][1]["metadata"]["collapsed"] = "yes"
         document["cells"][2]["metadata"]["trusted"] = True
         document["metadata"]["signature"] = "sha256:abc"
@@ -704,7 +704,7 @@ REPAIRED: dict[str, tuple[Callable[[], str], list[str]]] = {
         [
             "metadata.signature: dropped, as nbformat does",
             "cells[2].metadata.trusted: dropped, as nbformat does",
-            "metadata.kernelspec: 'display_name' is a required property; dropped",
+            "metadata.kernelspec: ",
             "cells[1].metadata.collapsed: 'yes' is not of type 'boolean'; dropped",
         ],
     ),
@@ -768,6 +768,16 @@ BROKEN: dict[str, tuple[bytes, str]] = {
     "stream_text_number": (
         _cells({**_CODE, "outputs": [{"output_type": "stream", "name": "stdout", "text": 5}]}),
         "cells[0].outputs[0].text: expected a string or a list of strings",
+    ),
+    "outputs_null": (
+        _cells({**_CODE, "outputs": None}),
+        "cells[0].outputs: expected a list, got null",
+    ),
+    "attachments_null": (
+        _cells(
+            {"cell_type": "markdown", "id": "m", "metadata": {}, "source": "", "attachments": None}
+        ),
+        "cells[0].attachments: expected an object, got null",
     ),
     "metadata_list": (
         _cells({**_CODE, "metadata": [], "outputs": []}),

@@ -174,8 +174,8 @@ def _check_cell(cell: Any, where: str, warnings: list[str]) -> None:
         warnings.append(f"{where}.metadata.trusted: dropped, as nbformat does")
     if "source" in cell:
         _require_text(cell["source"], f"{where}.source")
-    attachments = cell.get("attachments")
-    if attachments is not None:
+    if "attachments" in cell:
+        attachments = cell["attachments"]
         _require_object(attachments, f"{where}.attachments")
         for name, bundle in attachments.items():
             _require_object(bundle, f"{where}.attachments.{name}")
@@ -191,11 +191,11 @@ def _check_cell(cell: Any, where: str, warnings: list[str]) -> None:
 def _list(parent: dict[str, Any], key: str, where: str, *, missing: str = "") -> list[Any]:
     """``parent[key]`` as a list; absent is empty unless ``missing`` says why it may not be."""
     place = f"{where}.{key}" if where else key
-    value = parent.get(key)
-    if value is None and not missing:
+    if key not in parent:
+        if missing:
+            raise IpynbError(place, f"missing: {missing}")
         return []
-    if value is None:
-        raise IpynbError(place, f"missing: {missing}")
+    value = parent[key]
     if not isinstance(value, list):
         raise IpynbError(place, f"expected a list, got {_kind(value)}")
     return value
@@ -264,13 +264,10 @@ def _validate(notebook: NotebookNode, warnings: list[str]) -> None:
         errors = list(islice(_errors(notebook), 10_000))
         if not errors:
             return
-        repaired = False
-        for error in errors:
-            if not _repair(notebook, error, warnings):
-                path = list(error.relative_path)
-                raise IpynbError(_where(path), _message(error))
-            repaired = True
-        if not repaired:  # pragma: no cover - every error either repairs or raises
+        # An error a repair of this round already removed (two errors in one dropped
+        # key) looks unrepairable now; only a round that repairs nothing decides.
+        unrepaired = [error for error in errors if not _repair(notebook, error, warnings)]
+        if len(unrepaired) == len(errors):
             break
     error = next(_errors(notebook), None)
     if error is not None:
