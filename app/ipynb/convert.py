@@ -60,6 +60,7 @@ CELL_KEYS = frozenset(
     {"id", "cell_type", "metadata", "source", "outputs", "execution_count", "attachments"}
 )
 NOTEBOOK_KEYS = frozenset({"cells", "metadata", "nbformat", "nbformat_minor"})
+APP_MINOR = 5  # SPEC §12: notebooks made in Cellar export as 4.5, whatever nbformat's newest
 APP_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 ENCODE = msgspec.json.encode
 # nbformat's functions are unannotated; these are the types Cellar relies on.
@@ -127,7 +128,7 @@ def export_ipynb(
     whose ``name`` then becomes the metadata title.
     """
     if extra is None:
-        minor = nbformat.v4.nbformat_minor
+        minor = APP_MINOR
         metadata: dict[str, Any] = {"kernelspec": dict(APP_KERNELSPEC)}
         metadata["language_info"] = {"name": "python"}
         if name:
