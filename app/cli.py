@@ -325,6 +325,8 @@ def _parser() -> argparse.ArgumentParser:
         "--user", metavar="EXTERNAL_ID", help="export only this user's notebooks"
     )
     legacy_out.set_defaults(handler=export_legacy)
+    for command in (run, admin, legacy_in, legacy_out):  # for errors named after the command
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -336,7 +338,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     if not arguments:
         parser.print_help(sys.stderr)
         sys.exit(2)
-    args = parser.parse_args(arguments)
+    args, unknown = parser.parse_known_args(arguments)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
         handler(args)
