@@ -291,3 +291,36 @@ def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="cellar-cli-cwd-")).resolve()
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- headless Chromium
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # root in CI containers
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_binary() -> str | None:
+    for candidate in (shutil.which("chromium"), "/usr/bin/chromium"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium, for Playwright's ``executable_path`` (no browser download)."""
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip(
+            "no chromium binary (neither `chromium` on PATH nor /usr/bin/chromium): "
+            "install Debian's `chromium` package (.ci/run does) to run the browser tests"
+        )
+    return binary

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.e2e.conftest import running_server
-from tests.e2e.test_admin_browser import ARTIFACTS, CHROMIUM_ARGS, WAIT_MS, chromium_binary
+from tests.e2e.conftest import CHROMIUM_ARGS, running_server
+from tests.e2e.test_admin_browser import ARTIFACTS, WAIT_MS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Route
@@ -26,17 +26,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 SCREENSHOT = ARTIFACTS / "swagger-me.png"
-
-
-@pytest.fixture
-def chromium() -> str:
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip(
-            "no chromium binary (neither `chromium` on PATH nor /usr/bin/chromium): "
-            "install Debian's `chromium` package (.ci/run does) to run the docs browser test"
-        )
-    return binary
 
 
 def bearer_token(base_url: str) -> tuple[str, str]:
