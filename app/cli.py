@@ -239,8 +239,10 @@ def _positive(value: str) -> int:
 
 
 def _existing_directory(value: str) -> str:
-    if not Path(value).is_dir():
-        raise argparse.ArgumentTypeError(f"no such directory: {value!r}")
+    path = Path(value)
+    if not path.is_dir():
+        problem = "not a directory" if path.exists() else "no such directory"
+        raise argparse.ArgumentTypeError(f"{problem}: {value!r}")
     return value
 
 
