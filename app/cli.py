@@ -63,24 +63,47 @@ def _check_reachable(settings: Settings) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
+    """Bind the port, start (or reach) the database, serve; stop PostgreSQL whatever stops us.
+
+    See ``app.server`` for what each stop signal does in each phase.
+    """
     import uvicorn
 
-    settings, embedded = _load_settings()
-    if embedded:
-        print(f"cellar: embedded PostgreSQL at {settings.database_url}", flush=True)
-        _apply_migrations()
-    else:
-        _check_reachable(settings)
-    print(f"cellar: serving on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(
-        "app.main:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        access_log=args.access_log,
-    )
+    from app import embedded
+    from app.server import ListenError, StopSignals, listen, run
+
+    try:
+        sock = listen(args.host, args.port)
+    except ListenError as exc:
+        raise CliError(str(exc)) from None
+    with sock, StopSignals() as stop:
+        try:
+            with stop.deferred():
+                settings, uses_embedded = _load_settings()
+            if uses_embedded:
+                print(f"cellar: embedded PostgreSQL at {settings.database_url}", flush=True)
+                _apply_migrations()
+            else:
+                _check_reachable(settings)
+            host, port = sock.getsockname()[:2]
+            print(f"cellar: serving on http://{_url_host(host)}:{port}", flush=True)
+            config = uvicorn.Config(
+                "app.main:app_from_env",
+                factory=True,
+                workers=args.workers,
+                log_level=args.log_level,
+                access_log=args.access_log,
+            )
+            if not run(config, sock):
+                raise CliError("the service did not start (see the log above)")
+        finally:
+            with stop.deferred():
+                if embedded.release():
+                    print("cellar: embedded PostgreSQL stopped", flush=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def create_admin(args: argparse.Namespace) -> None:
@@ -188,8 +211,50 @@ def export_legacy(args: argparse.Namespace) -> None:
         raise CliError(f"{counts.failed} notebooks could not be exported")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535, got {value!r}")
+    return port
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return number
+
+
+def _existing_directory(value: str) -> str:
+    path = Path(value)
+    if not path.is_dir():
+        problem = "not a directory" if path.exists() else "no such directory"
+        raise argparse.ArgumentTypeError(f"{problem}: {value!r}")
+    return value
+
+
+# uvicorn's --log-level choices.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cellar", description="Cellar notebook store.")
+    from app import __version__
+
+    parser = _Parser(prog="cellar", description="Cellar notebook store.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -199,9 +264,9 @@ def _parser() -> argparse.ArgumentParser:
         "in CELLAR_DATA_DIR (default ./.cellar) and apply migrations first.",
     )
     run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000)
-    run.add_argument("--workers", type=int, default=1)
-    run.add_argument("--log-level", default="info")
+    run.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
+    run.add_argument("--workers", type=_positive, default=1)
+    run.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="info")
     run.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     run.set_defaults(handler=serve)
 
@@ -226,7 +291,9 @@ def _parser() -> argparse.ArgumentParser:
         "--default-owner, else the file is skipped. Corrupt files are reported and skipped. "
         "Ends with a summary; exits 1 if any file failed (or, with --verify, differs).",
     )
-    legacy_in.add_argument("directory", metavar="DIR", help="directory of {id}.json files")
+    legacy_in.add_argument(
+        "directory", metavar="DIR", type=_existing_directory, help="directory of {id}.json files"
+    )
     legacy_mode = legacy_in.add_mutually_exclusive_group()
     legacy_mode.add_argument(
         "--dry-run", action="store_true", help="write nothing; report what would happen"
@@ -260,17 +327,31 @@ def _parser() -> argparse.ArgumentParser:
         "--user", metavar="EXTERNAL_ID", help="export only this user's notebooks"
     )
     legacy_out.set_defaults(handler=export_legacy)
+    for command in (run, admin, legacy_in, legacy_out):  # for errors named after the command
+        command.set_defaults(command_parser=command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    args = _parser().parse_args(argv)
+    from app.server import StopRequested
+
+    parser = _parser()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if not arguments:
+        parser.print_help(sys.stderr)
+        sys.exit(2)
+    args, unknown = parser.parse_known_args(arguments)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
         handler(args)
     except (CliError, SettingsError, EmbeddedUnavailable) as exc:
         print(f"cellar: error: {exc}", file=sys.stderr)
         sys.exit(2 if isinstance(exc, SettingsError) else 1)
+    except StopRequested as exc:
+        print(f"cellar: {exc}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(0)

@@ -58,22 +58,25 @@ def start_embedded(data_dir: Path) -> str:
 
     pgserver keeps one server per data directory and stops it when the last
     process that attached to it exits, so ``cellar serve`` and a concurrent
-    ``piccolo migrations forwards all`` share one server safely.
+    ``piccolo migrations forwards all`` share one server safely; ``app.embedded``
+    repairs what a crashed process left behind first.
     """
     try:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and
             # falls back to /tmp, which is what pgserver needs anyway.
             warnings.simplefilter("ignore")
-            import pgserver
+            import pgserver  # noqa: F401  (app.embedded drives it)
     except ImportError as exc:
         raise EmbeddedUnavailable(
             "DATABASE_URL is not set and the embedded PostgreSQL is not installed "
             "(pip install 'cellar[embedded]')"
         ) from exc
+    from app import embedded
+
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+        server = embedded.attach(data_dir / "pgdata")
     except Exception as exc:
         raise EmbeddedUnavailable(f"embedded PostgreSQL failed to start: {exc}") from exc
     exists = server.psql(

@@ -18,8 +18,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers import asgi
 from litestar.logging.config import LoggingConfig
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from app.admin import ADMIN_PATH, build_admin
 from app.auth.controllers import AuthController, token_rate_limit
@@ -34,6 +32,7 @@ from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
 from app.system.controllers import SystemController
+from app.system.openapi import StructSchemas, openapi_config
 from app.system.services import HealthService
 from app.users.controllers import MeController
 from app.users.services import UserService
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from litestar.types import ASGIApp, Receive, Scope, Send
-
-VERSION = "0.1.0"
 
 
 def _current_user(request: Request[AuthUser, object, State]) -> AuthUser:
@@ -113,12 +110,8 @@ def create_app(settings: Settings) -> Litestar:
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
         if settings.cors_origins
         else None,
-        openapi_config=OpenAPIConfig(
-            title="Cellar",
-            version=VERSION,
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-        ),
+        openapi_config=openapi_config(),
+        plugins=[StructSchemas()],
         # Unhandled errors (500s) are logged with their traceback, not only in debug mode.
         logging_config=LoggingConfig(log_exceptions="always"),
         lifespan=[database_pool],

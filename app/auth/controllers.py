@@ -9,8 +9,9 @@ from litestar.di import NamedDependency
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import JSONBody
 
-from app.auth.schemas import AccessToken, Credentials, Registered
+from app.auth.schemas import AccessToken, Credentials, Registered, Registration
 from app.auth.tokens import TokenService
+from app.system.openapi import ErrorBody, RateLimitedOperation, error_response, error_responses
 from app.users.services import UserService
 
 TOKEN_PATH = "/auth/token"
@@ -42,22 +43,59 @@ class AuthController(Controller):
     tags = ["auth"]
     opt = {"exclude_from_auth": True}
 
-    @post("/register", operation_id="register")
+    @post(
+        "/register",
+        operation_id="register",
+        summary="Create an account",
+        responses=error_responses(
+            400,
+            413,
+            special={
+                409: error_response(
+                    409,
+                    "The email is already registered.",
+                    ErrorBody,
+                    detail="email: already registered",
+                )
+            },
+        ),
+    )
     async def register(
-        self, data: JSONBody[Credentials], users: NamedDependency[UserService]
+        self, data: JSONBody[Registration], users: NamedDependency[UserService]
     ) -> Registered:
-        """Create a password account."""
+        """Create a password account; then get a token from `POST /auth/token`."""
         user_id, email = await users.register(data.email, data.password)
         return Registered(id=user_id, email=email)
 
-    @post("/token", operation_id="issueToken", status_code=200)
+    @post(
+        "/token",
+        operation_id="issueToken",
+        status_code=200,
+        summary="Get a bearer token",
+        responses=error_responses(
+            400,
+            413,
+            429,
+            special={
+                401: error_response(
+                    401,
+                    "Unknown email or wrong password (one answer for both).",
+                    detail="incorrect email or password",
+                )
+            },
+        ),
+        operation_class=RateLimitedOperation,
+    )
     async def token(
         self,
         data: JSONBody[Credentials],
         users: NamedDependency[UserService],
         tokens: NamedDependency[TokenService],
     ) -> AccessToken:
-        """Exchange email and password for a bearer token."""
+        """Exchange email and password for a bearer token.
+
+        Limited per client address (`AUTH_TOKEN_RATE_LIMIT_PER_MINUTE`, default 20 a minute).
+        """
         user_id = await users.authenticate(data.email, data.password)
         access_token, expires_in = tokens.issue(str(user_id))
         return AccessToken(access_token=access_token, expires_in=expires_in)

@@ -12,7 +12,9 @@ import re
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, post, put
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 
@@ -36,8 +38,22 @@ from app.notebooks.schemas import (
     Saved,
 )
 from app.notebooks.services import NotebookService, Precondition
+from app.system.openapi import BEARER, error_responses
 
 _ENTITY_TAG = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
+
+# What a mutation of a notebook can answer besides success.
+EDIT_ERRORS = error_responses(400, 401, 404, 409, 412, 413)
+
+ExpectedRevisionQuery = Annotated[
+    int | None,
+    QueryParameter(
+        ge=0,
+        description="Delete only at this revision (else 409, nothing changes).",
+        # Litestar leaves a bound of 0 out of the document unless it is spelled out.
+        schema_extra={"minimum": 0},
+    ),
+]
 
 
 def etag(revision: int) -> str:
@@ -45,7 +61,15 @@ def etag(revision: int) -> str:
 
 
 def parse_if_match(
-    header: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    header: Annotated[
+        str | None,
+        HeaderParameter(
+            name="If-Match",
+            required=False,
+            description='Apply only at this revision, e.g. `"12"` (else 412); `*` or absent: '
+            "no condition.",
+        ),
+    ] = None,
 ) -> int | None:
     """``"<revision>"`` → that revision; absent or ``*`` → no condition."""
     if header is None or header.strip() == "*":
@@ -59,16 +83,26 @@ def parse_if_match(
 class NotebookController(Controller):
     path = "/notebooks"
     tags = ["notebooks"]
+    security = BEARER
     dependencies = {"if_match": Provide(parse_if_match, sync_to_thread=False)}
 
-    @get(operation_id="listNotebooks")
+    @get(
+        operation_id="listNotebooks", summary="List your notebooks", responses=error_responses(401)
+    )
     async def list_notebooks(
         self, current_user: NamedDependency[AuthUser], notebooks: NamedDependency[NotebookService]
     ) -> NotebookList:
-        """The caller's notebooks, newest first (the first call provisions blank and demo)."""
+        """The caller's notebooks, newest first.
+
+        The first call of a new user creates their blank notebook and the demo notebook.
+        """
         return await notebooks.list(current_user.id)
 
-    @post(operation_id="createNotebook")
+    @post(
+        operation_id="createNotebook",
+        summary="Create a notebook",
+        responses=error_responses(400, 401, 413),
+    )
     async def create_notebook(
         self,
         current_user: NamedDependency[AuthUser],
@@ -79,14 +113,37 @@ class NotebookController(Controller):
         name = data.name if data is not None else None
         return NotebookCreated(notebook_id=await notebooks.create(current_user.id, name))
 
-    @get("/{notebook_id:str}", operation_id="getNotebook")
+    @get(
+        "/{notebook_id:str}",
+        operation_id="getNotebook",
+        summary="Get a notebook with its cells",
+        response_headers=[
+            ResponseHeader(
+                name="ETag",
+                value='"12"',  # documents the type only: the handler sets the real one
+                description='The revision as an entity tag, e.g. `"12"`.',
+                documentation_only=True,
+            )
+        ],
+        responses={
+            304: ResponseSpec(
+                None, description="`If-None-Match` names the current revision: nothing sent."
+            ),
+            **error_responses(401, 404),
+        },
+    )
     async def get_notebook(
         self,
         notebook_id: FromPath[str],
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_none_match: Annotated[
-            str | None, HeaderParameter(name="If-None-Match", required=False)
+            str | None,
+            HeaderParameter(
+                name="If-None-Match",
+                required=False,
+                description="ETags the caller holds; the current one answers 304.",
+            ),
         ] = None,
     ) -> Response[Notebook]:
         """One notebook with its cells and their run state; 304 when the ETag matches."""
@@ -102,7 +159,12 @@ class NotebookController(Controller):
         notebook = await notebooks.get(current_user.id, notebook_id)
         return Response(notebook, headers={"ETag": etag(notebook.revision)})
 
-    @put("/{notebook_id:str}/name", operation_id="renameNotebook")
+    @put(
+        "/{notebook_id:str}/name",
+        operation_id="renameNotebook",
+        summary="Rename a notebook",
+        responses=EDIT_ERRORS,
+    )
     async def rename(
         self,
         notebook_id: FromPath[str],
@@ -111,11 +173,16 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
     ) -> Saved:
-        """Rename."""
+        """Set the notebook's name (`null` clears it); raises the revision by one."""
         pre = Precondition(data.expected_revision, if_match)
         return Saved(revision=await notebooks.rename(current_user.id, notebook_id, data.name, pre))
 
-    @put("/{notebook_id:str}/db", operation_id="setNotebookConnection")
+    @put(
+        "/{notebook_id:str}/db",
+        operation_id="setNotebookConnection",
+        summary="Set the database of sql cells",
+        responses=EDIT_ERRORS,
+    )
     async def set_connection(
         self,
         notebook_id: FromPath[str],
@@ -124,28 +191,42 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
     ) -> Saved:
-        """Set the database the notebook's sql cells run against (stored encrypted)."""
+        """Set the database the notebook's sql cells run against.
+
+        Stored encrypted; reads show it with the password masked. `null` or `""` clears it.
+        """
         pre = Precondition(data.expected_revision, if_match)
         revision = await notebooks.set_connection(
             current_user.id, notebook_id, data.connection_string, pre
         )
         return Saved(revision=revision)
 
-    @delete("/{notebook_id:str}", operation_id="deleteNotebook", status_code=HTTP_200_OK)
+    @delete(
+        "/{notebook_id:str}",
+        operation_id="deleteNotebook",
+        status_code=HTTP_200_OK,
+        summary="Delete a notebook",
+        responses=error_responses(400, 401, 404, 409, 412),
+    )
     async def delete_notebook(
         self,
         notebook_id: FromPath[str],
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-        expected_revision: Annotated[int | None, QueryParameter(ge=0)] = None,
+        expected_revision: ExpectedRevisionQuery = None,
     ) -> Done:
         """Delete the notebook and everything in it."""
         pre = Precondition(expected_revision, if_match)
         await notebooks.delete(current_user.id, notebook_id, pre)
         return Done()
 
-    @post("/{notebook_id:str}/cells", operation_id="insertCell")
+    @post(
+        "/{notebook_id:str}/cells",
+        operation_id="insertCell",
+        summary="Insert a cell",
+        responses=EDIT_ERRORS,
+    )
     async def insert_cell(
         self,
         notebook_id: FromPath[str],
@@ -154,14 +235,19 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
     ) -> CellCreated:
-        """Insert a cell at ``index`` (absent: append)."""
+        """Insert a cell at `index` (absent: append); answers the cell with its analysis."""
         pre = Precondition(data.expected_revision, if_match)
         cell, revision = await notebooks.insert_cell(
             current_user.id, notebook_id, data.type, data.code, data.index, pre
         )
         return CellCreated(cell=cell, revision=revision)
 
-    @put("/{notebook_id:str}/cells/{cell_id:str}", operation_id="updateCell")
+    @put(
+        "/{notebook_id:str}/cells/{cell_id:str}",
+        operation_id="updateCell",
+        summary="Edit a cell's code",
+        responses=EDIT_ERRORS,
+    )
     async def update_cell(
         self,
         notebook_id: FromPath[str],
@@ -171,7 +257,7 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
     ) -> CellSaved:
-        """Replace a cell's code; reads and writes are recomputed."""
+        """Replace a cell's code; the server recomputes its `reads` and `writes`."""
         pre = Precondition(data.expected_revision, if_match)
         cell, revision = await notebooks.update_cell(
             current_user.id, notebook_id, cell_id, data.code, pre
@@ -179,7 +265,11 @@ class NotebookController(Controller):
         return CellSaved(revision=revision, cell=cell)
 
     @delete(
-        "/{notebook_id:str}/cells/{cell_id:str}", operation_id="deleteCell", status_code=HTTP_200_OK
+        "/{notebook_id:str}/cells/{cell_id:str}",
+        operation_id="deleteCell",
+        status_code=HTTP_200_OK,
+        summary="Delete a cell",
+        responses=error_responses(400, 401, 404, 409, 412),
     )
     async def delete_cell(
         self,
@@ -188,7 +278,7 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-        expected_revision: Annotated[int | None, QueryParameter(ge=0)] = None,
+        expected_revision: ExpectedRevisionQuery = None,
     ) -> Saved:
         """Delete a cell and its run state."""
         pre = Precondition(expected_revision, if_match)
@@ -200,6 +290,8 @@ class NotebookController(Controller):
         "/{notebook_id:str}/cells/{cell_id:str}/move",
         operation_id="moveCell",
         status_code=HTTP_200_OK,
+        summary="Move a cell",
+        responses=EDIT_ERRORS,
     )
     async def move_cell(
         self,
@@ -210,12 +302,20 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
     ) -> Saved:
-        """Move a cell so it ends at ``index`` of the new order."""
+        """Move a cell so that it ends at `index` of the new order.
+
+        `[a, b, c, d]`, moving `a` to 2, gives `[b, c, a, d]`.
+        """
         pre = Precondition(data.expected_revision, if_match)
         revision = await notebooks.move_cell(current_user.id, notebook_id, cell_id, data.index, pre)
         return Saved(revision=revision)
 
-    @put("/{notebook_id:str}/cells/{cell_id:str}/outputs", operation_id="writeCellOutputs")
+    @put(
+        "/{notebook_id:str}/cells/{cell_id:str}/outputs",
+        operation_id="writeCellOutputs",
+        summary="Store a cell's run state",
+        responses=error_responses(400, 401, 404, 413),
+    )
     async def write_outputs(
         self,
         notebook_id: FromPath[str],
@@ -224,16 +324,21 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
     ) -> Done:
-        """Store a cell's run state (execution engine); the revision does not change."""
+        """Store a cell's run state (the execution engine does); the revision does not change."""
         await notebooks.write_outputs(current_user.id, notebook_id, cell_id, data)
         return Done()
 
-    @get("/{notebook_id:str}/graph", operation_id="getNotebookGraph")
+    @get(
+        "/{notebook_id:str}/graph",
+        operation_id="getNotebookGraph",
+        summary="Get the dependency graph",
+        responses=error_responses(401, 404),
+    )
     async def graph(
         self,
         notebook_id: FromPath[str],
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
     ) -> Graph:
-        """Dependency graph: writer → reader edges, order, cycles, conflicts."""
+        """Which cell feeds which: writer → reader edges, a run order, cycles, conflicts."""
         return await notebooks.graph(current_user.id, notebook_id)

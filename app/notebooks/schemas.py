@@ -23,18 +23,37 @@ NotebookKindName = Literal["user", "blank", "demo"]
 # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, naming the field,
 # rather than let the database answer 500.
 NO_NUL = "^[^\x00]*$"
-Revision = Annotated[int, msgspec.Meta(ge=0)]
-Name = Annotated[str, msgspec.Meta(max_length=255, pattern=NO_NUL)]
-Code = Annotated[str, msgspec.Meta(max_length=256 * 1024, pattern=NO_NUL)]
-Text = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
-Position = Annotated[int, msgspec.Meta(ge=0)]
-ConnectionString = Annotated[str, msgspec.Meta(max_length=4096)]
+Revision = Annotated[
+    int,
+    msgspec.Meta(
+        ge=0, description="Apply only if this is the current revision (else 409, nothing changes)."
+    ),
+]
+Name = Annotated[
+    str, msgspec.Meta(max_length=255, pattern=NO_NUL, description="The notebook's name.")
+]
+Code = Annotated[
+    str, msgspec.Meta(max_length=256 * 1024, pattern=NO_NUL, description="The cell's source.")
+]
+Position = Annotated[int, msgspec.Meta(ge=0, description="0-based position in the cell list.")]
+ConnectionString = Annotated[
+    str,
+    msgspec.Meta(max_length=4096, description="A database URL or libpq string; null clears it."),
+]
+# Fields of the answers, described once.
+CellId = Annotated[str, msgspec.Meta(description="The cell's id (a UUID for new cells).")]
+NotebookId = Annotated[str, msgspec.Meta(description="The notebook's id (UUID text for new ones).")]
+CurrentRevision = Annotated[
+    int, msgspec.Meta(description="The notebook's revision after this; send it back to edit.")
+]
 
 
 class Output(msgspec.Struct, frozen=True):
-    mime_type: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    data: Any  # a string (base64 for binary) or any JSON value
-    metadata: dict[str, Any] = {}
+    mime_type: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=255, examples=["text/plain", "image/png"])
+    ]
+    data: Annotated[Any, msgspec.Meta(description="A string (base64 for binary) or any JSON.")]
+    metadata: Annotated[dict[str, Any], msgspec.Meta(description="Free-form.")] = {}
 
 
 class StoredCell(msgspec.Struct, frozen=True):
@@ -49,13 +68,13 @@ class StoredCell(msgspec.Struct, frozen=True):
 
 
 class Cell(msgspec.Struct, frozen=True):
-    id: str
+    id: CellId
     type: CellType
     code: str
-    reads: list[str]
-    writes: list[str]
-    metadata: dict[str, Any]
-    status: RunStatus
+    reads: Annotated[list[str], msgspec.Meta(description="Names it uses that others define.")]
+    writes: Annotated[list[str], msgspec.Meta(description="Names it defines.")]
+    metadata: Annotated[dict[str, Any], msgspec.Meta(description="Free-form, kept as given.")]
+    status: Annotated[RunStatus, msgspec.Meta(description="Run state: the execution engine's.")]
     stdout: str
     # Stored JSON passes through as msgspec.Raw at run time: never decoded.
     outputs: list[Output]
@@ -63,10 +82,12 @@ class Cell(msgspec.Struct, frozen=True):
 
 
 class NotebookSummary(msgspec.Struct, frozen=True):
-    id: str
+    id: NotebookId
     name: str | None
-    kind: NotebookKindName
-    revision: int
+    kind: Annotated[
+        NotebookKindName, msgspec.Meta(description="`blank` and `demo`: the ones made for you.")
+    ]
+    revision: Annotated[int, msgspec.Meta(description="Raised by one by every edit.")]
     cell_count: int
     updated_at: datetime
 
@@ -76,11 +97,13 @@ class NotebookList(msgspec.Struct, frozen=True):
 
 
 class Notebook(msgspec.Struct, frozen=True):
-    id: str
+    id: NotebookId
     name: str | None
     kind: NotebookKindName
-    db_conn_string: str | None
-    revision: int
+    db_conn_string: Annotated[
+        str | None, msgspec.Meta(description="The sql cells' database, password masked as ***.")
+    ]
+    revision: Annotated[int, msgspec.Meta(description="Also the `ETag`; send it back to edit.")]
     created_at: datetime
     updated_at: datetime
     cells: list[Cell]
@@ -91,7 +114,7 @@ class NotebookCreate(msgspec.Struct, frozen=True):
 
 
 class NotebookCreated(msgspec.Struct, frozen=True):
-    notebook_id: str
+    notebook_id: NotebookId
 
 
 class NotebookRename(msgspec.Struct, frozen=True):
@@ -105,9 +128,14 @@ class NotebookConnection(msgspec.Struct, frozen=True):
 
 
 class CellCreate(msgspec.Struct, frozen=True):
-    type: CellType
+    type: Annotated[CellType, msgspec.Meta(description="The app makes python and sql cells.")]
     code: Code = ""
-    index: Position | None = None
+    index: (
+        Annotated[
+            int, msgspec.Meta(ge=0, description="Where to insert (0 = first); absent: at the end.")
+        ]
+        | None
+    ) = None
     expected_revision: Revision | None = None
 
 
@@ -122,14 +150,19 @@ class CellMove(msgspec.Struct, frozen=True):
 
 
 class CellOutputs(msgspec.Struct, frozen=True):
-    status: RunStatus
-    stdout: Text = ""
-    outputs: list[Output] = []
-    error: Text | None = None
+    status: Annotated[RunStatus, msgspec.Meta(description="The cell's run state now.")]
+    stdout: Annotated[str, msgspec.Meta(pattern=NO_NUL, description="What it printed.")] = ""
+    outputs: Annotated[
+        list[Output], msgspec.Meta(description="Rich results; `MAX_CELL_OUTPUTS_BYTES` in all.")
+    ] = []
+    error: (
+        Annotated[str, msgspec.Meta(pattern=NO_NUL, description="The error, when the run failed.")]
+        | None
+    ) = None
 
 
 class Saved(msgspec.Struct, frozen=True):
-    revision: int
+    revision: CurrentRevision
     status: Literal["ok"] = "ok"
 
 
@@ -139,10 +172,10 @@ class Done(msgspec.Struct, frozen=True):
 
 class CellCreated(msgspec.Struct, frozen=True):
     cell: Cell
-    revision: int
+    revision: CurrentRevision
 
 
 class CellSaved(msgspec.Struct, frozen=True):
-    revision: int
+    revision: CurrentRevision
     cell: Cell
     status: Literal["ok"] = "ok"

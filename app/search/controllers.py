@@ -24,13 +24,19 @@ from app.search.schemas import (
     SearchResults,
 )
 from app.search.services import SearchService
+from app.system.openapi import BEARER, error_responses
 
 
 class SearchController(Controller):
     path = "/notebooks/search"
     tags = ["search"]
+    security = BEARER
 
-    @get(operation_id="searchNotebooks")
+    @get(
+        operation_id="searchNotebooks",
+        summary="Search your notebooks",
+        responses=error_responses(400, 401),
+    )
     async def search_notebooks(
         self,
         current_user: NamedDependency[AuthUser],
@@ -53,7 +59,9 @@ class SearchController(Controller):
                 description="Only notebooks with a cell that writes this variable.",
             ),
         ] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=MAX_LIMIT, description="How many notebooks at most.")
+        ] = DEFAULT_LIMIT,
     ) -> SearchResults:
         """Search the caller's notebooks by text, cell type and written variable, best first."""
         return await search.search(

@@ -33,13 +33,13 @@ class SearchQuery(msgspec.Struct, frozen=True):
 
 class SearchMatch(msgspec.Struct, frozen=True):
     cell_id: str
-    snippet: str
+    snippet: Annotated[str, msgspec.Meta(description="The matching part of the cell's code.")]
 
 
 class SearchResult(msgspec.Struct, frozen=True):
     notebook_id: str
     name: str | None
-    rank: float
+    rank: Annotated[float, msgspec.Meta(description="Higher is better; results are sorted by it.")]
     # The cells that match (at most a few per notebook), in notebook order.
     matches: list[SearchMatch]
 

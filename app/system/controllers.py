@@ -1,13 +1,16 @@
-"""``GET /health`` (SPEC §10): open, for load balancers and compose health checks."""
+"""``GET /`` and ``GET /health`` (SPEC §10): open, for people, load balancers and health checks."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 
+from app import __version__
+from app.system.openapi import DOCS_PATH, DOCUMENT_PATH
 from app.system.services import HealthService
 
 
@@ -16,12 +19,53 @@ class Health(msgspec.Struct, frozen=True):
     database: Literal["connected", "disconnected"]
 
 
+class ServiceIndex(msgspec.Struct, frozen=True):
+    """Where to go from here."""
+
+    service: Literal["cellar"]
+    version: Annotated[str, msgspec.Meta(description="The running release.")]
+    docs: Annotated[str, msgspec.Meta(description="This API's documentation, in a browser.")]
+    openapi: Annotated[str, msgspec.Meta(description="The OpenAPI document (JSON).")]
+    health: Annotated[str, msgspec.Meta(description="The health check.")]
+
+
+INDEX = ServiceIndex(
+    service="cellar",
+    version=__version__,
+    docs=DOCS_PATH,
+    openapi=DOCUMENT_PATH,
+    health="/health",
+)
+
+
 class SystemController(Controller):
     tags = ["system"]
 
-    @get("/health", operation_id="health", cache=False)
+    @get(
+        "/",
+        operation_id="index",
+        summary="Service index",
+        opt={"exclude_from_auth": True},
+    )
+    async def index(self) -> ServiceIndex:
+        """The version and where the docs, the OpenAPI document and the health check are."""
+        return INDEX
+
+    @get(
+        "/health",
+        operation_id="health",
+        summary="Health check",
+        cache=False,
+        responses={
+            503: ResponseSpec(
+                Health,
+                description="The database does not answer within `HEALTH_TIMEOUT_SECONDS`.",
+                generate_examples=False,
+            )
+        },
+    )
     async def health(self, health: NamedDependency[HealthService]) -> Response[Health]:
-        """Whether this instance can reach its database."""
+        """Whether this instance can reach its database (200), or not (503)."""
         if await health.database_reachable():
             return Response(Health(status="healthy", database="connected"))
         return Response(Health(status="unhealthy", database="disconnected"), status_code=503)

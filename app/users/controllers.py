@@ -6,6 +6,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 
 from app.auth.guards import AuthUser
+from app.system.openapi import BEARER, error_responses
 from app.users.schemas import Me
 from app.users.services import UserService
 
@@ -13,8 +14,9 @@ from app.users.services import UserService
 class MeController(Controller):
     path = "/me"
     tags = ["users"]
+    security = BEARER
 
-    @get(operation_id="getMe")
+    @get(operation_id="getMe", summary="Your account", responses=error_responses(401))
     async def me(
         self, current_user: NamedDependency[AuthUser], users: NamedDependency[UserService]
     ) -> Me:

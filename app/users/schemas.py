@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
@@ -10,6 +11,8 @@ import msgspec
 
 class Me(msgspec.Struct, frozen=True):
     id: UUID
-    email: str | None
-    external_id: str | None
+    email: Annotated[str | None, msgspec.Meta(description="Null for external-only accounts.")]
+    external_id: Annotated[
+        str | None, msgspec.Meta(description="The identity provider's subject, if any.")
+    ]
     created_at: datetime

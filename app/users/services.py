@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from app.auth.passwords import DUMMY_HASH, hash_password, verify_password
+from app.auth.schemas import MIN_PASSWORD_LENGTH
 from app.database import connection
 from app.errors import Duplicate, InvalidInput, Unauthorized
 from app.users.schemas import Me
@@ -16,7 +17,6 @@ from app.users.tables import User
 if TYPE_CHECKING:
     from app.auth.tokens import Identity
 
-MIN_PASSWORD_LENGTH = 8
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BAD_CREDENTIALS = "incorrect email or password"
 _IS_ACTIVE = "SELECT is_active FROM users WHERE id = $1"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import psutil
 import pytest
 
 if TYPE_CHECKING:
@@ -218,3 +219,108 @@ def service_env(database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     assert env["DATABASE_URL"] == database_url
     return env
+
+
+# --------------------------------------------------------------------------- embedded PostgreSQL
+
+
+def env_without_database(**extra: str) -> dict[str, str]:
+    """The environment less the session's database and secrets: ``cellar`` goes embedded."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DATABASE_URL", "APP_SECRET_KEY", "ENCRYPTION_KEY", "CELLAR_DATA_DIR"}
+    }
+    return {**env, **extra}
+
+
+def embedded_postgres(data_dir: Path) -> list[psutil.Process]:
+    """Running ``postgres`` processes whose command line names ``data_dir``."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "postgres" and any(str(data_dir) in arg for arg in cmdline):
+            found.append(process)
+    return found
+
+
+def wait_until_gone(data_dir: Path, timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = embedded_postgres(data_dir)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+@contextmanager
+def _embedded_data_dir(prefix: str) -> Iterator[Path]:
+    """A CELLAR_DATA_DIR; afterwards any postgres left on it is ended, then it is deleted."""
+    path = Path(tempfile.mkdtemp(prefix=prefix)).resolve()
+    try:
+        yield path
+    finally:
+        for process in embedded_postgres(path):  # only after a failure: a clean exit stops it
+            try:
+                process.terminate()
+                process.wait(10)
+            except psutil.NoSuchProcess:
+                continue
+            except psutil.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A fresh CELLAR_DATA_DIR for one test."""
+    with _embedded_data_dir("cellar-cli-data-") as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
+def shared_data_dir() -> Iterator[Path]:
+    """One CELLAR_DATA_DIR for a module's tests that start and stop ``cellar serve`` in turn."""
+    with _embedded_data_dir("cellar-shared-data-") as path:
+        yield path
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """An empty working directory: a command that starts nothing leaves it empty."""
+    path = Path(tempfile.mkdtemp(prefix="cellar-cli-cwd-")).resolve()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- headless Chromium
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # root in CI containers
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_binary() -> str | None:
+    for candidate in (shutil.which("chromium"), "/usr/bin/chromium"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium, for Playwright's ``executable_path`` (no browser download)."""
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip(
+            "no chromium binary (neither `chromium` on PATH nor /usr/bin/chromium): "
+            "install Debian's `chromium` package (.ci/run does) to run the browser tests"
+        )
+    return binary

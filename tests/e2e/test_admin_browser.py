@@ -14,9 +14,7 @@ saying why, only when no chromium binary exists; every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.e2e.conftest import run_cli, running_server
+from tests.e2e.conftest import CHROMIUM_ARGS, run_cli, running_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -35,36 +33,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "admin-notebook.png"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # root in CI containers
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 15_000
 ADMIN_PASSWORD = "browser admin password"
-
-
-def chromium_binary() -> str | None:
-    for candidate in (shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-@pytest.fixture
-def chromium() -> str:
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip(
-            "no chromium binary (neither `chromium` on PATH nor /usr/bin/chromium): "
-            "install Debian's `chromium` package (.ci/run does) to run the admin browser test"
-        )
-    return binary
 
 
 def stored_connection_token(database_url: str, notebook_id: str) -> str:

@@ -10,26 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import signal
-import tempfile
-import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
-import psutil
 import pytest
 
 from app.settings import is_fernet_key
-from tests.e2e.conftest import cellar_server, free_port, run_cli
+from tests.e2e.conftest import (
+    cellar_server,
+    embedded_postgres,
+    env_without_database,
+    free_port,
+    run_cli,
+    wait_until_gone,
+)
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
@@ -45,22 +46,6 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="cellar-cli-cwd-")).resolve()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def env_without_database(**extra: str) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in {"DATABASE_URL", "APP_SECRET_KEY", "ENCRYPTION_KEY", "CELLAR_DATA_DIR"}
-    }
-    return {**env, **extra}
 
 
 # --------------------------------------------------------------------------- --help
@@ -202,41 +187,6 @@ def test_create_admin_with_password_option(service_env: dict[str, str]) -> None:
 
 
 # --------------------------------------------------------------------------- embedded default
-
-
-def embedded_postgres(data_dir: Path) -> list[psutil.Process]:
-    """Running ``postgres`` processes whose command line names ``data_dir``."""
-    found = []
-    for process in psutil.process_iter(["name", "cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if process.info["name"] == "postgres" and any(str(data_dir) in arg for arg in cmdline):
-            found.append(process)
-    return found
-
-
-def wait_until_gone(data_dir: Path, timeout: float) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = embedded_postgres(data_dir)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """CELLAR_DATA_DIR; afterwards any postgres left running on it is ended, then it is deleted."""
-    path = Path(tempfile.mkdtemp(prefix="cellar-cli-data-")).resolve()
-    yield path
-    for process in embedded_postgres(path):  # only after a failure: a clean exit stops it
-        try:
-            process.terminate()
-            process.wait(10)
-        except psutil.NoSuchProcess:
-            continue
-        except psutil.TimeoutExpired:
-            process.kill()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_embedded_default_keeps_data_and_secrets_across_restarts(

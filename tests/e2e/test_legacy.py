@@ -827,10 +827,15 @@ def test_help(command: str, words: list[str], tmp_path: Path) -> None:
 
 
 def test_user_errors_are_one_line(database_url: str, tmp_path: Path) -> None:
-    missing = failed_in_one_line(cellar("import-legacy", tmp_path / "nope"))
-    assert missing == f"cellar: error: {tmp_path / 'nope'}: no such directory"
+    # A missing DIR is an argument error, before anything starts (test_cli_arguments.py).
+    missing = cellar("import-legacy", tmp_path / "nope")
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        f"cellar import-legacy: error: argument DIR: no such directory: '{tmp_path / 'nope'}' "
+        "(see cellar import-legacy --help)\n",
+    )
     (tmp_path / "file").write_text("x")
-    assert "not a directory" in failed_in_one_line(cellar("import-legacy", tmp_path / "file"))
+    assert "argument DIR: not a directory" in cellar("import-legacy", tmp_path / "file").stderr
     assert "not a directory" in failed_in_one_line(cellar("export-legacy", tmp_path / "file"))
     unknown = failed_in_one_line(cellar("export-legacy", tmp_path / "out", "--user", "nobody-x"))
     assert "no user with external id 'nobody-x'" in unknown
