@@ -20,6 +20,7 @@ from app.auth.guards import AuthUser
 from app.errors import InvalidInput
 from app.notebooks.graph import Graph
 from app.notebooks.schemas import (
+    MAX_REVISION,
     CellCreate,
     CellCreated,
     CellMove,
@@ -37,7 +38,7 @@ from app.notebooks.schemas import (
 )
 from app.notebooks.services import NotebookService, Precondition
 
-_ENTITY_TAG = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
+_ENTITY_TAG = re.compile(r'^\s*(?:W/)?"([0-9]+)"\s*$')
 
 
 def etag(revision: int) -> str:
@@ -53,7 +54,10 @@ def parse_if_match(
     match = _ENTITY_TAG.match(header)
     if match is None:
         raise InvalidInput("If-Match", 'expected a quoted revision such as "12"')
-    return int(match.group(1))
+    digits = match.group(1).lstrip("0") or "0"
+    if len(digits) > len(str(MAX_REVISION)) or int(digits) > MAX_REVISION:
+        raise InvalidInput("If-Match", f"revision out of range 0…{MAX_REVISION}")
+    return int(digits)
 
 
 class NotebookController(Controller):
@@ -138,7 +142,7 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-        expected_revision: Annotated[int | None, QueryParameter(ge=0)] = None,
+        expected_revision: Annotated[int | None, QueryParameter(ge=0, le=MAX_REVISION)] = None,
     ) -> Done:
         """Delete the notebook and everything in it."""
         pre = Precondition(expected_revision, if_match)
@@ -188,7 +192,7 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-        expected_revision: Annotated[int | None, QueryParameter(ge=0)] = None,
+        expected_revision: Annotated[int | None, QueryParameter(ge=0, le=MAX_REVISION)] = None,
     ) -> Saved:
         """Delete a cell and its run state."""
         pre = Precondition(expected_revision, if_match)
