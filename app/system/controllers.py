@@ -8,6 +8,7 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 
+from app.system.outage import RETRY_AFTER_SECONDS
 from app.system.services import HealthService
 
 
@@ -24,4 +25,8 @@ class SystemController(Controller):
         """Whether this instance can reach its database."""
         if await health.database_reachable():
             return Response(Health(status="healthy", database="connected"))
-        return Response(Health(status="unhealthy", database="disconnected"), status_code=503)
+        return Response(
+            Health(status="unhealthy", database="disconnected"),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )

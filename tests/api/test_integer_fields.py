@@ -25,97 +25,42 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import new_user_headers
+from tests.openapi import Operation, operations, types
 
 if TYPE_CHECKING:
     from httpx import AsyncClient, Response
 
 MAX_REVISION = 2**63 - 1
 REVISION_HEADERS = ("If-Match", "If-None-Match")
-METHODS = ("get", "put", "post", "patch", "delete")
 
 
 @dataclass(frozen=True)
 class Field:
     """One place of one route where a client puts an integer."""
 
-    method: str
-    path: str
+    operation: Operation
     location: str  # "body", "query", "path" or "header"
     name: str
-    body_schema: dict[str, Any] | None
+
+    @property
+    def method(self) -> str:
+        return self.operation.method
 
     def __str__(self) -> str:
-        return f"{self.method.upper()} {self.path} {self.location}:{self.name}"
-
-
-def _resolve(schema: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in schema:
-        target: Any = document
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        schema = target
-    return schema
-
-
-def _alternatives(schema: dict[str, Any], document: dict[str, Any]) -> list[dict[str, Any]]:
-    schema = _resolve(schema, document)
-    options = schema.get("oneOf") or schema.get("anyOf")
-    if options:
-        return [alt for option in options for alt in _alternatives(option, document)]
-    return [schema]
-
-
-def _types(schema: dict[str, Any], document: dict[str, Any]) -> set[str]:
-    found: set[str] = set()
-    for alternative in _alternatives(schema, document):
-        kind = alternative.get("type")
-        found.update(kind if isinstance(kind, list) else [kind] if kind else [])
-    return found
+        return f"{self.operation} {self.location}:{self.name}"
 
 
 def integer_fields(document: dict[str, Any]) -> list[Field]:
     fields: list[Field] = []
-    for path, item in document["paths"].items():
-        for method in METHODS:
-            operation = item.get(method)
-            if operation is None:
-                continue
-            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
-            body_schema = None
-            if body is not None:
-                objects = [
-                    alt
-                    for alt in _alternatives(body["schema"], document)
-                    if alt.get("type") == "object"
-                ]
-                body_schema = objects[0] if objects else None
-            for parameter in operation.get("parameters", []):
-                carries = "integer" in _types(parameter.get("schema", {}), document)
-                if carries or parameter["name"] in REVISION_HEADERS:
-                    fields.append(
-                        Field(method, path, parameter["in"], parameter["name"], body_schema)
-                    )
-            for name, schema in (body_schema or {}).get("properties", {}).items():
-                if "integer" in _types(schema, document):
-                    fields.append(Field(method, path, "body", name, body_schema))
+    for operation in operations(document):
+        for parameter in operation.parameters:
+            carries = "integer" in types(parameter.get("schema", {}), document)
+            if carries or parameter["name"] in REVISION_HEADERS:
+                fields.append(Field(operation, parameter["in"], parameter["name"]))
+        for name, schema in (operation.body_schema or {}).get("properties", {}).items():
+            if "integer" in types(schema, document):
+                fields.append(Field(operation, "body", name))
     return fields
-
-
-def valid_value(schema: dict[str, Any], document: dict[str, Any]) -> Any:
-    """A small value the schema accepts (the other fields of a body under test)."""
-    options = [alt for alt in _alternatives(schema, document) if alt.get("type") != "null"]
-    schema = options[0] if options else {}
-    if "enum" in schema:
-        return next(value for value in schema["enum"] if value is not None)
-    kind = schema.get("type")
-    if kind == "object":
-        return {
-            name: valid_value(schema["properties"].get(name, {}), document)
-            for name in schema.get("required", [])
-        }
-    return {"string": "x", "integer": 0, "number": 0, "boolean": False, "array": []}.get(
-        str(kind), "x"
-    )
 
 
 # -- the values ------------------------------------------------------------------
@@ -208,28 +153,23 @@ async def send(
     """The route with a valid request except for ``field``, which carries ``value``."""
     notebook_id, cell_id, _ = await fresh_notebook(client, headers)
     ids = {"notebook_id": notebook_id, "cell_id": cell_id}
-    path = field.path
-    for name in [part[1:-1] for part in path.split("/") if part.startswith("{")]:
-        replacement = as_text(value) if field.location == "path" and name == field.name else None
-        path = path.replace(f"{{{name}}}", replacement or ids.get(name, "missing"))
-    request_headers = dict(headers)
+    if field.location == "path":
+        ids[field.name] = as_text(value)
+    request = field.operation.request(document, ids)
+    content = request.content
     params: dict[str, str] = {}
-    content: str | None = None
-    if field.body_schema is not None:
-        body = valid_value(field.body_schema, document)
-        if field.location == "body":
-            body[field.name] = "__VALUE__"
-        content = json.dumps(body)
-        if field.location == "body":
-            rendered = value.text if isinstance(value, Raw) else json.dumps(value)
-            content = content.replace('"__VALUE__"', rendered)
-        request_headers["Content-Type"] = "application/json"
-    if field.location == "query":
+    request_headers = {**headers, **request.headers}
+    if field.location == "body" and content is not None:
+        body = json.loads(content)
+        body[field.name] = "__VALUE__"
+        rendered = value.text if isinstance(value, Raw) else json.dumps(value)
+        content = json.dumps(body).replace('"__VALUE__"', rendered)
+    elif field.location == "query":
         params[field.name] = as_text(value)
     elif field.location == "header":
         request_headers[field.name] = header_form.format(printable(as_text(value)))
     return await client.request(
-        field.method, path, params=params, content=content, headers=request_headers
+        request.method, request.path, params=params, content=content, headers=request_headers
     )
 
 
