@@ -34,6 +34,7 @@ from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
 from app.system.controllers import SystemController
+from app.system.headers import security_headers
 from app.system.outage import QUIET_EXCEPTIONS, quiet_pool_logs
 from app.system.services import HealthService
 from app.users.controllers import MeController
@@ -111,6 +112,7 @@ def create_app(settings: Settings) -> Litestar:
             bearer_auth(tokens, users),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[security_headers],
         request_max_body_size=settings.max_request_body_bytes,
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
         if settings.cors_origins
