@@ -23,6 +23,7 @@ from app.system.outage import (
     HANDLED_EXCEPTIONS,
     QUIET_EXCEPTIONS,
     RETRY_AFTER_SECONDS,
+    is_unreachable,
 )
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
 
 def _database_unreachable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """503 + Retry-After while the database cannot be reached; anything else stays a 500."""
-    if not DATABASE.explains(exc):
+    if not is_unreachable(exc):
         if type(exc) in QUIET_EXCEPTIONS:  # Litestar was told not to log it: do it here
             logger.error("Uncaught exception (path=%r)", request.url.path, exc_info=exc)
         return create_exception_response(request, exc)

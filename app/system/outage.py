@@ -7,7 +7,8 @@ once: socket errors and timeouts on the way to the server (connection
 refused, a missing unix socket, the connect timeout), PostgreSQL's own
 connection-class errors (SQLSTATE 08), its shutting down or starting up
 (``AdminShutdown``, ``CrashShutdown``, ``CannotConnectNow``), too many
-connections, and a connection asyncpg found closed under a request.  A
+connections, and a connection asyncpg found closed (or stuck on the server's
+farewell) under a request.  A
 statement that PostgreSQL cancelled or a value it refused is not an outage
 and stays a 500.
 
@@ -44,6 +45,12 @@ _UNREACHABLE: tuple[type[Exception], ...] = (
 # asyncpg says "connection is closed" / "pool is closing" with its plain InterfaceError,
 # which also reports client bugs ("another operation is in progress"): read the message.
 _CLOSED_WORDS = ("closed", "closing")
+# A connection the server terminated while it sat in the pool can be handed out before
+# asyncpg has seen it close: its protocol is still consuming the server's FATAL error,
+# and the next statement fails with "cannot switch to state N; another operation (2) is
+# in progress".  asyncpg's InternalClientError covers other surprises too (codecs):
+# only this one, a connection that cannot start a statement, is the outage.
+_STUCK_CONNECTION = "cannot switch to state"
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -53,6 +60,8 @@ def is_unreachable(exc: BaseException) -> bool:
     if type(exc) is asyncpg.InterfaceError:
         message = str(exc)
         return any(word in message for word in _CLOSED_WORDS)
+    if type(exc) is pg._base.InternalClientError:
+        return str(exc).startswith(_STUCK_CONNECTION)
     return False
 
 
@@ -67,28 +76,22 @@ def _concrete(bases: tuple[type[Exception], ...]) -> frozenset[type[Exception]]:
     return frozenset(found)
 
 
-# A connection the server terminated while asyncpg was still reading its error can
-# go back to the pool before asyncpg notices it is closed; the next request on it
-# fails with this ("cannot switch to state 12; another operation (2) is in
-# progress").  Part of an outage while one is ongoing, a client bug otherwise.
-_DURING_OUTAGE = pg._base.InternalClientError
-
 # The exception classes whose tracebacks Litestar must not log per request (its
 # ``disable_stack_trace`` matches exact classes): they are logged here, once an outage.
 QUIET_EXCEPTIONS: frozenset[type[Exception]] = _concrete(_UNREACHABLE) | {
     asyncpg.InterfaceError,
-    _DURING_OUTAGE,
+    pg._base.InternalClientError,
 }
 
 # The classes the exception-handler map sends to the outage handler, which asks
-# ``DATABASE.explains`` and answers 500 for the rest, as Litestar would.
+# ``is_unreachable`` and answers 500 for the rest, as Litestar would.
 HANDLED_EXCEPTIONS: tuple[type[Exception], ...] = (
     OSError,
     pg.PostgresConnectionError,
     pg.OperatorInterventionError,
     pg.InsufficientResourcesError,
     asyncpg.InterfaceError,
-    _DURING_OUTAGE,
+    pg._base.InternalClientError,
 )
 
 
@@ -114,10 +117,6 @@ class DatabaseOutage:
     @property
     def ongoing(self) -> bool:
         return self._since is not None
-
-    def explains(self, exc: BaseException) -> bool:
-        """Whether ``exc`` is (part of) the database being unreachable."""
-        return is_unreachable(exc) or (self.ongoing and isinstance(exc, _DURING_OUTAGE))
 
     def failed(self, exc: BaseException) -> None:
         """A request (or probe) could not reach the database; only an outage's first logs."""

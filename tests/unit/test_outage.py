@@ -25,13 +25,15 @@ UNREACHABLE = [
     pg.TooManyConnectionsError("sorry, too many clients already"),
     asyncpg.InterfaceError("connection is closed"),
     asyncpg.InterfaceError("pool is closing"),
+    # a pooled connection the server ended while idle, handed out before asyncpg noticed
+    pg._base.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
 ]
 NOT_UNREACHABLE = [
     pg.QueryCanceledError("canceling statement due to statement timeout"),
     pg.UniqueViolationError("duplicate key value"),
     pg._base.DataError("invalid input for query argument $6 (value out of int64 range)"),
     asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
-    pg._base.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+    pg._base.InternalClientError("unexpected codec library"),
     ValueError("not a database error"),
 ]
 
@@ -39,21 +41,11 @@ NOT_UNREACHABLE = [
 @pytest.mark.parametrize("exc", UNREACHABLE, ids=lambda exc: type(exc).__name__)
 def test_unreachable(exc: Exception) -> None:
     assert is_unreachable(exc)
-    assert DatabaseOutage().explains(exc)
 
 
 @pytest.mark.parametrize("exc", NOT_UNREACHABLE, ids=lambda exc: type(exc).__name__)
 def test_not_unreachable(exc: Exception) -> None:
     assert not is_unreachable(exc)
-    assert not DatabaseOutage().explains(exc)
-
-
-def test_a_confused_connection_is_part_of_an_ongoing_outage_only() -> None:
-    confused = pg._base.InternalClientError("cannot switch to state 12")
-    outage = DatabaseOutage()
-    assert not outage.explains(confused)
-    outage.failed(ConnectionRefusedError())
-    assert outage.explains(confused)
 
 
 class Instant(DatabaseOutage):
