@@ -99,7 +99,6 @@ def _configuration(server_url: str, directory: Path, port: int) -> str:
             "pool_mode = transaction",
             "max_client_conn = 1000",
             "default_pool_size = 20",
-            "ignore_startup_parameters = extra_float_digits",
             f"logfile = {directory / 'pgbouncer.log'}",
             f"pidfile = {directory / 'pgbouncer.pid'}",
             "",
