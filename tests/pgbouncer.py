@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
+from tests.e2e.conftest import free_port
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -43,13 +45,6 @@ def why_unavailable() -> str | None:
             "runs as root; otherwise: apt-get install pgbouncer)"
         )
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -120,7 +115,7 @@ def running_pgbouncer(server_url: str) -> Iterator[PgBouncer]:
     if binary is None:
         raise RuntimeError(why_unavailable())
     directory = Path(tempfile.mkdtemp(prefix="cellar-pgbouncer-"))
-    port = _free_port()
+    port = free_port()
     config = directory / "pgbouncer.ini"
     config.write_text(_configuration(server_url, directory, port))
     command = [binary, str(config)]

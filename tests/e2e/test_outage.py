@@ -23,11 +23,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import jwt
 import pytest
 
 from app.system.outage import DatabaseOutage
-from tests.conftest import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, EXTERNAL_KEY, TEST_ENV, with_database
+from tests.conftest import TEST_ENV, with_database
 from tests.e2e.conftest import (
     CellarServer,
     assert_not_restarted,
@@ -35,7 +34,7 @@ from tests.e2e.conftest import (
     run_cli,
     stop_postgres,
 )
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, external_token
 from tests.openapi import operations
 
 if TYPE_CHECKING:
@@ -98,15 +97,7 @@ class Account:
 
 def external_headers() -> dict[str, str]:
     """A token of the external identity provider: its user lookup goes through Piccolo."""
-    now = int(time.time())
-    claims = {
-        "sub": f"idp-{uuid.uuid4().hex[:8]}",
-        "iss": EXTERNAL_ISSUER,
-        "aud": EXTERNAL_AUDIENCE,
-        "iat": now,
-        "exp": now + 600,
-    }
-    return {"Authorization": f"Bearer {jwt.encode(claims, EXTERNAL_KEY, algorithm='RS256')}"}
+    return {"Authorization": f"Bearer {external_token()}"}
 
 
 def is_outage_answer(response: httpx.Response) -> bool:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import with_database
+from tests.e2e.conftest import run_cli
 from tests.pgbouncer import why_unavailable
 
 pytestmark = pytest.mark.e2e
@@ -63,16 +63,7 @@ def test_the_api_suite_passes_behind_pgbouncer(
         "--behind-pgbouncer",
         *BEHIND_PGBOUNCER,
     ]
-    result = subprocess.run(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    result = run_cli(command, env, cwd=ROOT, timeout=TIMEOUT)
     output = result.stdout + result.stderr
     summary = output.strip().splitlines()[-1] if output.strip() else ""
     assert result.returncode == 0, output[-6000:]
