@@ -93,6 +93,11 @@ def serve(args: argparse.Namespace) -> None:
                 workers=args.workers,
                 log_level=args.log_level,
                 access_log=args.access_log,
+                server_header=False,
+                # X-Forwarded-For/-Proto only from FORWARDED_ALLOW_IPS (default none;
+                # docs/operations.md).
+                proxy_headers=bool(settings.forwarded_allow_ips),
+                forwarded_allow_ips=list(settings.forwarded_allow_ips) or None,
             )
             if not run(config, sock):
                 raise CliError("the service did not start (see the log above)")

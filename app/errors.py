@@ -2,22 +2,36 @@
 
 Services raise these; controllers never catch them.  Every error body has
 ``status_code`` and ``detail``; a revision conflict adds ``revision`` and a
-bad input adds ``field``, so a client can react without parsing prose.
+bad input adds ``field``, so a client can react without parsing prose.  A
+database that cannot be reached is a 503 with ``Retry-After`` on every route
+(``app.system.outage`` says what counts and logs it once per outage).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
 from litestar import MediaType, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.status_codes import HTTP_400_BAD_REQUEST
+from litestar.exceptions.responses import create_exception_response
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
+
+from app.system.outage import (
+    DATABASE,
+    HANDLED_EXCEPTIONS,
+    QUIET_EXCEPTIONS,
+    RETRY_AFTER_SECONDS,
+    is_unreachable,
+)
 
 if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import ExceptionHandlersMap
 
+
+logger = logging.getLogger(__name__)
 
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
@@ -131,9 +145,28 @@ def _too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
     )
 
 
+def _database_unreachable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """503 + Retry-After while the database cannot be reached; anything else stays a 500."""
+    if not is_unreachable(exc):
+        if type(exc) in QUIET_EXCEPTIONS:  # Litestar was told not to log it: do it here
+            logger.error("Uncaught exception (path=%r)", request.url.path, exc_info=exc)
+        return create_exception_response(request, exc)
+    DATABASE.failed(exc)
+    return Response(
+        content={
+            "status_code": HTTP_503_SERVICE_UNAVAILABLE,
+            "detail": "the database is unavailable; try again shortly",
+        },
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        media_type=MediaType.JSON,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     CellarError: _cellar_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
     RecursionError: _too_deep,
+    **dict.fromkeys(HANDLED_EXCEPTIONS, _database_unreachable),
 }

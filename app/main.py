@@ -32,7 +32,9 @@ from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
 from app.system.controllers import SystemController
+from app.system.headers import security_headers
 from app.system.openapi import StructSchemas, openapi_config
+from app.system.outage import QUIET_EXCEPTIONS, quiet_pool_logs
 from app.system.services import HealthService
 from app.users.controllers import MeController
 from app.users.services import UserService
@@ -63,6 +65,7 @@ def create_app(settings: Settings) -> Litestar:
     )
     health = HealthService(engine, timeout=settings.health_timeout_seconds)
     search = SearchService()
+    quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
 
@@ -106,14 +109,18 @@ def create_app(settings: Settings) -> Litestar:
             bearer_auth(tokens, users),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[security_headers],
         request_max_body_size=settings.max_request_body_bytes,
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
         if settings.cors_origins
         else None,
         openapi_config=openapi_config(),
         plugins=[StructSchemas()],
-        # Unhandled errors (500s) are logged with their traceback, not only in debug mode.
-        logging_config=LoggingConfig(log_exceptions="always"),
+        # Unhandled errors (500s) are logged with their traceback, not only in debug mode;
+        # an unreachable database is logged once per outage by app.system.outage instead.
+        logging_config=LoggingConfig(
+            log_exceptions="always", disable_stack_trace=set(QUIET_EXCEPTIONS)
+        ),
         lifespan=[database_pool],
         state=State({"settings": settings}),
     )

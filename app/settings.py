@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -59,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_secure_cookies: bool = False
     # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.
     admin_allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    # Proxies whose X-Forwarded-For/-Proto uvicorn believes (addresses, networks or "*");
+    # none by default, so the client address rate limits count cannot be forged.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -68,7 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = environ.get(name.upper())
             if value is None or value.strip() == "":
                 continue
-            if name in ("cors_origins", "admin_allowed_hosts"):
+            if name in ("cors_origins", "admin_allowed_hosts", "forwarded_allow_ips"):
                 raw[name] = [item.strip() for item in value.split(",") if item.strip()]
             else:
                 raw[name] = value.strip()
@@ -99,6 +103,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 "ENCRYPTION_KEY: expected a Fernet key (32 url-safe base64-encoded bytes)"
             )
+        for proxy in self.forwarded_allow_ips:
+            if proxy != "*" and not is_address_or_network(proxy):
+                raise SettingsError(
+                    f"FORWARDED_ALLOW_IPS: {proxy!r} is not an IP address, a network or *"
+                )
         external_keys = self.auth_jwks_url is not None or self.auth_public_key is not None
         if external_keys and (self.auth_issuer is None or self.auth_audience is None):
             raise SettingsError(
@@ -109,6 +118,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def external_auth_enabled(self) -> bool:
         return self.auth_jwks_url is not None or self.auth_public_key is not None
+
+
+def is_address_or_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def is_fernet_key(value: str) -> bool:

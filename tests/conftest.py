@@ -102,8 +102,37 @@ async def _drop_database(server_url: str, name: str) -> None:
         await connection.close()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--behind-pgbouncer",
+        action="store_true",
+        default=False,
+        help="send the session's database traffic (migrations, app, tests) through a "
+        "PgBouncer in transaction pooling mode, with DATABASE_POOLER=pgbouncer "
+        "(Debian's pgbouncer; tests/e2e/test_pgbouncer.py runs the API suite so)",
+    )
+
+
+def _behind_pgbouncer(stack: ExitStack, server_url: str, name: str) -> str:
+    """Start PgBouncer in front of the server; its URL of database ``name``."""
+    from tests.pgbouncer import running_pgbouncer, why_unavailable
+
+    reason = why_unavailable()
+    if reason is not None:
+        pytest.exit(f"--behind-pgbouncer: {reason}", returncode=pytest.ExitCode.USAGE_ERROR)
+    bouncer = stack.enter_context(running_pgbouncer(server_url))
+
+    def went_through() -> None:
+        # Checked before PgBouncer stops: the session's clients logged in through it.
+        assert f"login attempt: db={name} " in bouncer.log(), bouncer.log()[-2000:]
+
+    stack.callback(went_through)
+    os.environ["DATABASE_POOLER"] = "pgbouncer"
+    return bouncer.url(name)
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A migrated, empty database for this session; dropped afterwards."""
     with ExitStack() as stack:
         server_url, source = _server_url(stack)
@@ -111,6 +140,9 @@ def database_url() -> Iterator[str]:
         asyncio.run(_create_database(server_url, name))
         stack.callback(lambda: asyncio.run(_drop_database(server_url, name)))
         url = with_database(server_url, name)
+        if request.config.getoption("--behind-pgbouncer"):
+            url = _behind_pgbouncer(stack, server_url, name)
+            source += ", behind PgBouncer (transaction pooling)"
         os.environ.update(TEST_ENV, DATABASE_URL=url)
         print(f"\ntest database {name} on {source}")
 

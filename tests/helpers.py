@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
+
+import jwt
+
+from tests.conftest import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, EXTERNAL_KEY
 
 if TYPE_CHECKING:
     from httpx import AsyncClient
@@ -41,3 +46,17 @@ async def new_user_headers(client: AsyncClient) -> dict[str, str]:
     """Register a fresh user and return headers that authenticate as them."""
     user = await register_user(client)
     return auth_headers(await login(client, user["email"]))
+
+
+def external_token(**overrides: Any) -> str:
+    """A token of the session's external identity provider (RS256), for a new subject."""
+    now = int(time.time())
+    claims = {
+        "sub": f"user_{uuid.uuid4().hex}",
+        "iss": EXTERNAL_ISSUER,
+        "aud": EXTERNAL_AUDIENCE,
+        "iat": now,
+        "exp": now + 600,
+        **overrides,
+    }
+    return jwt.encode(claims, EXTERNAL_KEY, algorithm="RS256")

@@ -16,6 +16,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.middleware.base import DefineMiddleware
 
 from app.auth.tokens import TokenError
+from app.system.outage import DATABASE
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
@@ -51,7 +52,9 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             identity = await self.tokens.verify_async(token.strip())
         except TokenError as exc:
             raise NotAuthorizedException(str(exc)) from None
+        # Database trouble here propagates to app.errors (503), as in any handler.
         user_id = await self.users.resolve(identity)
+        DATABASE.reachable()  # the lookup answered: an outage, if any, is over
         return AuthenticationResult(user=AuthUser(id=user_id), auth=identity)
 
 

@@ -22,6 +22,7 @@ from app.auth.guards import AuthUser
 from app.errors import InvalidInput
 from app.notebooks.graph import Graph
 from app.notebooks.schemas import (
+    MAX_REVISION,
     CellCreate,
     CellCreated,
     CellMove,
@@ -40,7 +41,7 @@ from app.notebooks.schemas import (
 from app.notebooks.services import NotebookService, Precondition
 from app.system.openapi import BEARER, error_responses
 
-_ENTITY_TAG = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
+_ENTITY_TAG = re.compile(r'^\s*(?:W/)?"([0-9]+)"\s*$')
 
 # What a mutation of a notebook can answer besides success.
 EDIT_ERRORS = error_responses(400, 401, 404, 409, 412, 413)
@@ -49,6 +50,7 @@ ExpectedRevisionQuery = Annotated[
     int | None,
     QueryParameter(
         ge=0,
+        le=MAX_REVISION,
         description="Delete only at this revision (else 409, nothing changes).",
         # Litestar leaves a bound of 0 out of the document unless it is spelled out.
         schema_extra={"minimum": 0},
@@ -77,7 +79,10 @@ def parse_if_match(
     match = _ENTITY_TAG.match(header)
     if match is None:
         raise InvalidInput("If-Match", 'expected a quoted revision such as "12"')
-    return int(match.group(1))
+    digits = match.group(1).lstrip("0") or "0"
+    if len(digits) > len(str(MAX_REVISION)) or int(digits) > MAX_REVISION:
+        raise InvalidInput("If-Match", f"revision out of range 0…{MAX_REVISION}")
+    return int(digits)
 
 
 class NotebookController(Controller):

@@ -23,10 +23,15 @@ NotebookKindName = Literal["user", "blank", "demo"]
 # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, naming the field,
 # rather than let the database answer 500.
 NO_NUL = "^[^\x00]*$"
+# A revision is a PostgreSQL bigint ≥ 0 (SPEC §1): bounded here so that a larger
+# one is a 400 naming the field, never a value the database refuses with a 500.
+MAX_REVISION = 2**63 - 1
 Revision = Annotated[
     int,
     msgspec.Meta(
-        ge=0, description="Apply only if this is the current revision (else 409, nothing changes)."
+        ge=0,
+        le=MAX_REVISION,
+        description="Apply only if this is the current revision (else 409, nothing changes).",
     ),
 ]
 Name = Annotated[

@@ -11,6 +11,7 @@ from litestar.openapi import ResponseSpec
 
 from app import __version__
 from app.system.openapi import DOCS_PATH, DOCUMENT_PATH
+from app.system.outage import RETRY_AFTER_SECONDS
 from app.system.services import HealthService
 
 
@@ -68,4 +69,8 @@ class SystemController(Controller):
         """Whether this instance can reach its database (200), or not (503)."""
         if await health.database_reachable():
             return Response(Health(status="healthy", database="connected"))
-        return Response(Health(status="unhealthy", database="disconnected"), status_code=503)
+        return Response(
+            Health(status="unhealthy", database="disconnected"),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )

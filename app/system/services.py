@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from app.system.outage import DATABASE, is_unreachable
+
 if TYPE_CHECKING:
     from piccolo.engine.postgres import PostgresEngine
 
@@ -40,6 +42,9 @@ class HealthService:
         try:
             async with pool.acquire(timeout=self.timeout) as connection:
                 await connection.fetchval("SELECT 1", timeout=self.timeout)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if is_unreachable(exc):
+                DATABASE.failed(exc)  # logged once per outage, as failed requests are
             return False
+        DATABASE.reachable()
         return True

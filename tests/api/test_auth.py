@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, EXTERNAL_KEY, TEST_ENV
 from tests.helpers import PASSWORD, auth_headers, login, register_user, unique_email
+from tests.helpers import external_token as _external_token
 
 
 async def test_register_returns_id_and_lowercased_email(client: Any) -> None:
@@ -137,19 +138,6 @@ async def test_alg_none_token_is_401(client: Any) -> None:
     claims = {"sub": user["id"], "iat": now, "exp": now + 600, "iss": "cellar"}
     unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
     assert (await client.get("/me", headers=auth_headers(unsigned))).status_code == 401
-
-
-def _external_token(**overrides: Any) -> str:
-    now = int(time.time())
-    claims = {
-        "sub": f"user_{uuid.uuid4().hex}",
-        "iss": EXTERNAL_ISSUER,
-        "aud": EXTERNAL_AUDIENCE,
-        "iat": now,
-        "exp": now + 600,
-        **overrides,
-    }
-    return jwt.encode(claims, EXTERNAL_KEY, algorithm="RS256")
 
 
 async def test_external_token_creates_the_user_on_first_sight(client: Any) -> None:

@@ -10,6 +10,10 @@ with the process handle, for tests that need its pid or its exit code.
 
 ``service_env`` is ``os.environ`` after the session's ``database_url`` fixture
 ran: DATABASE_URL, the secrets and the external-IdP settings of the session.
+
+``throwaway_postgres`` is a private embedded PostgreSQL for tests that stop
+and start the database under a running service (``stop_postgres``, then its
+``ensure_postgres_running()``); the session's server is never touched.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
+
+    import pgserver
 
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -324,3 +330,39 @@ def chromium() -> str:
             "install Debian's `chromium` package (.ci/run does) to run the browser tests"
         )
     return binary
+
+
+# --------------------------------------------------------------------------- throwaway PostgreSQL
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[pgserver.PostgresServer]:
+    """A private embedded PostgreSQL, stopped and deleted afterwards whatever happened."""
+    import pgserver
+
+    data_dir = tempfile.mkdtemp(prefix="cellar-throwaway-pg-")
+    try:
+        server = pgserver.get_server(data_dir, cleanup_mode="delete")
+    except BaseException:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    try:
+        yield server
+    finally:
+        server.cleanup()  # stops it if it is running, then deletes the data directory
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def stop_postgres(server: pgserver.PostgresServer) -> None:
+    import pgserver
+
+    # pg_ctl is generated at import time (one function per bundled binary).
+    pg_ctl = pgserver.pg_ctl  # type: ignore[attr-defined]
+    pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
+
+
+def assert_not_restarted(service: CellarServer, pid: int) -> None:
+    """The same process, whose app started once."""
+    assert service.process.poll() is None, service.describe("cellar serve exited")
+    assert service.pid == pid
+    assert service.output().count("Application startup complete") == 1, service.tail()

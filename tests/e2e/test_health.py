@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
-import tempfile
 import time
 from typing import TYPE_CHECKING
 
@@ -25,11 +23,14 @@ import psutil
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.e2e.conftest import CellarServer, cellar_server
+from tests.e2e.conftest import (
+    CellarServer,
+    assert_not_restarted,
+    cellar_server,
+    stop_postgres,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     import pgserver
 
 pytestmark = pytest.mark.e2e
@@ -45,32 +46,6 @@ HANG_CLIENT_TIMEOUT = 4.0
 
 HEALTHY = {"status": "healthy", "database": "connected"}
 UNHEALTHY = {"status": "unhealthy", "database": "disconnected"}
-
-
-@pytest.fixture
-def throwaway_postgres() -> Iterator[pgserver.PostgresServer]:
-    """A private embedded PostgreSQL, stopped and deleted afterwards whatever happened."""
-    import pgserver
-
-    data_dir = tempfile.mkdtemp(prefix="cellar-health-pg-")
-    try:
-        server = pgserver.get_server(data_dir, cleanup_mode="delete")
-    except BaseException:
-        shutil.rmtree(data_dir, ignore_errors=True)
-        raise
-    try:
-        yield server
-    finally:
-        server.cleanup()  # stops it if it is running, then deletes the data directory
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def stop_postgres(server: pgserver.PostgresServer) -> None:
-    import pgserver
-
-    # pg_ctl is generated at import time (one function per bundled binary).
-    pg_ctl = pgserver.pg_ctl  # type: ignore[attr-defined]
-    pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
 
 
 def service_env(database_uri: str) -> dict[str, str]:
@@ -112,13 +87,6 @@ def wait_for_recovery(http: httpx.Client, service: CellarServer) -> httpx.Respon
                 )
             )
         time.sleep(0.25)
-
-
-def assert_not_restarted(service: CellarServer, pid: int) -> None:
-    """The same process, whose app started once."""
-    assert service.process.poll() is None, service.describe("cellar serve exited")
-    assert service.pid == pid
-    assert service.output().count("Application startup complete") == 1, service.tail()
 
 
 def test_health_reports_a_stopped_database_and_recovers_by_itself(

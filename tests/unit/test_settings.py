@@ -172,6 +172,15 @@ def test_database_pooler_accepts_its_two_values(value: str) -> None:
     assert Settings.from_env({"DATABASE_POOLER": value}).database_pooler == value
 
 
+def test_no_proxy_is_trusted_by_default() -> None:
+    assert Settings.from_env({}).forwarded_allow_ips == ()
+
+
+def test_forwarded_allow_ips_takes_addresses_networks_and_star() -> None:
+    settings = Settings.from_env({"FORWARDED_ALLOW_IPS": " 10.0.0.7, 172.16.0.0/12,::1 ,*"})
+    assert settings.forwarded_allow_ips == ("10.0.0.7", "172.16.0.0/12", "::1", "*")
+
+
 def test_single_cors_origin() -> None:
     settings = Settings.from_env({"CORS_ORIGINS": "https://only.example.com"})
     assert settings.cors_origins == ("https://only.example.com",)
@@ -262,6 +271,8 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str]] = [
         "AUTH_AUDIENCE",
     ),
     ("jwks url without audience", {"AUTH_JWKS_URL": "https://idp/jwks"}, "AUTH_AUDIENCE"),
+    ("proxy host name", {"FORWARDED_ALLOW_IPS": "proxy.internal"}, "FORWARDED_ALLOW_IPS"),
+    ("proxy bad network", {"FORWARDED_ALLOW_IPS": "10.0.0.0/33"}, "FORWARDED_ALLOW_IPS"),
 ]
 
 
