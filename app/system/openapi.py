@@ -124,6 +124,11 @@ _ERRORS: dict[int, tuple[str, type[msgspec.Struct], dict[str, Any]]] = {
         ErrorBody,
         {"status_code": 429, "detail": "API rate limit exceeded"},
     ),
+    503: (
+        "The database cannot be reached right now; retry after `Retry-After` seconds.",
+        ErrorBody,
+        {"status_code": 503, "detail": "the database is unavailable; try again shortly"},
+    ),
 }
 
 
@@ -148,8 +153,12 @@ def error_response(
 def error_responses(
     *status_codes: int, special: Mapping[int, ResponseSpec] | None = None
 ) -> dict[int, ResponseSpec]:
-    """``responses=`` for a route that can answer these errors (the usual ones, or ``special``)."""
-    responses = {code: error_response(code) for code in status_codes}
+    """``responses=`` for a route that can answer these errors (the usual ones, or ``special``).
+
+    Every route documented this way needs the database, so each also lists the
+    503 it answers while the database is unreachable (app.system.outage).
+    """
+    responses = {code: error_response(code) for code in (*status_codes, 503)}
     responses.update(special or {})
     return responses
 
