@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from app.notebooks.connections import ConnectionStringCipher
 
 T = TypeVar("T")
+log = logging.getLogger("cellar")
 
 
 class CliError(Exception):
@@ -65,22 +67,34 @@ def _check_reachable(settings: Settings) -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from app.observability.logs import configure_logging, printed_lines_logged, resolve_format
+    from app.observability.multiprocess import metrics_directory
+
+    # Logging first, so every line from here on is in LOG_FORMAT (JSON lines by default
+    # when stdout is not a terminal). uvicorn applies the same configuration to its workers.
+    log_format = resolve_format(Settings.from_env(os.environ).log_format, sys.stdout)
+    log_config = configure_logging(log_format, args.log_level)
+    if args.access_log is not None:  # the flag wins over ACCESS_LOG; workers read the variable
+        os.environ["ACCESS_LOG"] = "true" if args.access_log else "false"
     settings, embedded = _load_settings()
     if embedded:
-        print(f"cellar: embedded PostgreSQL at {settings.database_url}", flush=True)
-        _apply_migrations()
+        log.info("embedded PostgreSQL in %s", settings.cellar_data_dir)
+        with printed_lines_logged("piccolo.migrations"):
+            _apply_migrations()
     else:
         _check_reachable(settings)
-    print(f"cellar: serving on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(
-        "app.main:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        access_log=args.access_log,
-    )
+    log.info("serving on http://%s:%s", args.host, args.port)
+    with metrics_directory(args.workers, os.environ):
+        uvicorn.run(
+            "app.main:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            log_config=log_config,
+            access_log=False,  # replaced by Cellar's access line (ACCESS_LOG, --access-log)
+        )
 
 
 def create_admin(args: argparse.Namespace) -> None:
@@ -202,7 +216,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--workers", type=int, default=1)
     run.add_argument("--log-level", default="info")
-    run.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    run.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one log line per request (default: on, or ACCESS_LOG); 5xx errors are always logged",
+    )
     run.set_defaults(handler=serve)
 
     admin = commands.add_parser(

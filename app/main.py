@@ -17,7 +17,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers import asgi
-from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -30,6 +29,7 @@ from app.errors import EXCEPTION_HANDLERS
 from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
 from app.notebooks.services import NotebookService
+from app.observability.plugin import Observability
 from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
@@ -68,6 +68,7 @@ def create_app(settings: Settings) -> Litestar:
     search = SearchService()
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
+    observability = Observability(settings, VERSION)
 
     @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=True)
     async def admin_dashboard(scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,7 +87,7 @@ def create_app(settings: Settings) -> Litestar:
     def singleton(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             SystemController,
             AuthController,
@@ -110,7 +111,9 @@ def create_app(settings: Settings) -> Litestar:
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,
-        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins), expose_headers=["X-Request-ID"]
+        )
         if settings.cors_origins
         else None,
         openapi_config=OpenAPIConfig(
@@ -119,11 +122,14 @@ def create_app(settings: Settings) -> Litestar:
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
-        # Unhandled errors (500s) are logged with their traceback, not only in debug mode.
-        logging_config=LoggingConfig(log_exceptions="always"),
+        # Logging is configured by `cellar serve` (app.observability.logs); errors are
+        # logged once per request by the request observer: a 5xx with its traceback, a 4xx not.
+        logging_config=None,
+        plugins=observability.plugins,
         lifespan=[database_pool],
         state=State({"settings": settings}),
     )
+    return observability.instrument(app)
 
 
 def app_from_env() -> Litestar:

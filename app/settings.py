@@ -59,6 +59,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_secure_cookies: bool = False
     # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.
     admin_allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    # Observability (SPEC §14, docs/operations.md): log lines as JSON or plain text (unset:
+    # plain on a terminal, json otherwise), one access line per request, GET /metrics,
+    # and OpenTelemetry spans to this OTLP/HTTP endpoint (needs the `otel` extra).
+    log_format: Literal["json", "plain"] | None = None
+    access_log: bool = True
+    metrics_enabled: bool = True
+    otel_exporter_otlp_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
