@@ -178,8 +178,9 @@ def observe_query(query: LoggedQuery) -> None:
         DB_QUERY_ERRORS.inc()
 
 
-def enable_query_metrics(enabled: bool) -> None:
-    QueryCounter.observe = observe_query if enabled else None
+def enable_query_metrics() -> None:
+    """Feed every statement's time to the metrics (process-wide, as the pool is)."""
+    QueryCounter.observe = observe_query
 
 
 # -- the pool -------------------------------------------------------------------------------
@@ -196,6 +197,10 @@ def _pool_figures() -> tuple[int, int, int] | None:
 
 class PoolCollector(Collector):
     """The pool's figures read at scrape time (one process): exact, and free per request."""
+
+    def describe(self) -> Iterable[Metric]:
+        """Names for the registry, without reading the pool (none may exist yet at import)."""
+        return [GaugeMetricFamily(name, text) for name, text in POOL_HELP.items()]
 
     def collect(self) -> Iterable[Metric]:
         figures = _pool_figures()
@@ -258,6 +263,9 @@ class WorkerProcesses(Collector):
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
+
+    def describe(self) -> Iterable[Metric]:
+        return []
 
     def collect(self) -> Iterable[Metric]:
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}

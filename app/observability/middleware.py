@@ -100,7 +100,7 @@ class RequestObserver:
         self, scope: HTTPScope, path: str, status: int, context: RequestContext, seconds: float
     ) -> None:
         method = scope["method"] if scope["method"] in METHODS else "OTHER"
-        route = scope.get("path_template") or UNMATCHED_ROUTE
+        route = scope.get("path_template") or _mount_path(scope) or UNMATCHED_ROUTE
         if self.metrics is not None:
             self.metrics.observe(method, route, status, seconds)
         failed = status >= 500
@@ -136,3 +136,9 @@ class RequestObserver:
             extra=fields,
             exc_info=exc if failed and exc is not None else None,
         )
+
+
+def _mount_path(scope: HTTPScope) -> str | None:
+    """A mounted app's path (``/admin``): Litestar 2 leaves ``path_template`` empty for mounts."""
+    handler = scope.get("route_handler")
+    return min(handler.paths) if handler is not None and handler.paths else None

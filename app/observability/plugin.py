@@ -37,7 +37,8 @@ class Observability(InitPlugin):
         self.settings = settings
         self.http_metrics = HttpMetrics() if settings.metrics_enabled else None
         self.tracing = build_tracing(settings, version)
-        enable_query_metrics(settings.metrics_enabled)
+        if settings.metrics_enabled:
+            enable_query_metrics()
 
     @property
     def plugins(self) -> list[PluginProtocol]:
