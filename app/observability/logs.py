@@ -85,7 +85,10 @@ def _mask(match: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """``text`` without tokens, passwords or connection strings."""
-    return _SECRET.sub(_mask, text)
+    # Every pattern needs one of these; most lines (an access line's path) have none.
+    if ":" in text or "=" in text or "ey" in text or "earer" in text or "EARER" in text:
+        return _SECRET.sub(_mask, text)
+    return text
 
 
 def scrub_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -107,45 +110,107 @@ def _json(event: EventDict, **_: object) -> str:
     return _ENCODER.encode(ordered).decode()
 
 
-def _shared() -> list[Processor]:
-    """Applied to every record, structlog's or not (all of ours come through stdlib)."""
+_TIMESTAMP = structlog.processors.TimeStamper(fmt="iso", utc=True, key="time")
+
+
+def _rendered(log_format: LogFormat) -> list[Processor]:
+    """The tail every line goes through, ours and stdlib records alike."""
+    tail: list[Processor] = [structlog.processors.format_exc_info, scrub_secrets]
+    if log_format == "json":
+        return [
+            *tail,
+            structlog.processors.EventRenamer("message"),
+            structlog.processors.JSONRenderer(serializer=_json),
+        ]
     return [
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
-        structlog.stdlib.ExtraAdder(),
-        drop_color_message,
-        add_request_id,
+        *tail,
+        structlog.dev.ConsoleRenderer(
+            colors=sys.stdout.isatty(),
+            exception_formatter=structlog.dev.plain_traceback,
+            timestamp_key="time",
+        ),
     ]
 
 
-def json_formatter() -> logging.Formatter:
+def _formatter(log_format: LogFormat) -> logging.Formatter:
+    """stdlib records (uvicorn, Litestar, libraries, the CLI) rendered as our own lines."""
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_shared(),
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            _TIMESTAMP,
+            structlog.stdlib.ExtraAdder(),
+            drop_color_message,
+            add_request_id,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            scrub_secrets,
-            structlog.processors.EventRenamer("message"),
-            structlog.processors.JSONRenderer(serializer=_json),
+            *_rendered(log_format),
         ],
     )
+
+
+def json_formatter() -> logging.Formatter:
+    return _formatter("json")
 
 
 def plain_formatter() -> logging.Formatter:
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_shared(),
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            scrub_secrets,
-            structlog.dev.ConsoleRenderer(
-                colors=sys.stdout.isatty(),
-                exception_formatter=structlog.dev.plain_traceback,
-                timestamp_key="time",
-            ),
-        ],
-    )
+    return _formatter("plain")
+
+
+ACCESS_LOGGER_NAME = "cellar.access"
+
+
+class _Stdout:
+    """structlog's final logger: each rendered line to the current ``sys.stdout``, flushed."""
+
+    def msg(self, line: str) -> None:
+        stream = sys.stdout
+        stream.write(line + "\n")
+        stream.flush()
+
+    info = error = msg
+
+
+def _access_logger_name(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    event["logger"] = ACCESS_LOGGER_NAME
+    return event
+
+
+class AccessLog:
+    """The access line, once per request: structlog's own pipeline, no stdlib record.
+
+    The line has the fields and rendering of every other line, for about a
+    third of the CPU of a stdlib record through the ProcessorFormatter (≈ 14
+    against 35 µs, measured; it is paid on every request).  stdlib logging
+    still decides: a line is written when the ``cellar.access`` logger is
+    enabled for its level (``--log-level``), to ``sys.stdout``, where the
+    handler writes the other lines.
+    """
+
+    def __init__(self, log_format: LogFormat) -> None:
+        self.level_source = logging.getLogger(ACCESS_LOGGER_NAME)
+        self._logger = structlog.wrap_logger(
+            _Stdout(),
+            processors=[
+                structlog.processors.add_log_level,
+                _access_logger_name,
+                _TIMESTAMP,
+                *_rendered(log_format),
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
+            cache_logger_on_first_use=True,
+        )
+
+    def enabled(self, level: int) -> bool:
+        return self.level_source.isEnabledFor(level)
+
+    def write(
+        self, level: int, message: str, fields: dict[str, Any], exc: BaseException | None
+    ) -> None:
+        if exc is not None:
+            fields["exc_info"] = exc
+        self._logger.log(level, message, **fields)
 
 
 def resolve_format(configured: LogFormat | None, stream: TextIO) -> LogFormat:
@@ -190,10 +255,11 @@ def configure_logging(log_format: LogFormat, level: str = "info") -> dict[str, A
 
 
 class _LineLogger:
-    """A file-like object turning each printed line into an INFO record."""
+    """A file-like object turning each printed line into a log record."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, level: int) -> None:
         self.logger = logger
+        self.level = level
         self.pending = ""
 
     def write(self, text: str) -> int:
@@ -201,26 +267,29 @@ class _LineLogger:
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
             if line.strip():
-                self.logger.info(line.strip())
+                self.logger.log(self.level, line.strip())
         return len(text)
 
     def flush(self) -> None:
         if self.pending.strip():
-            self.logger.info(self.pending.strip())
+            self.logger.log(self.level, self.pending.strip())
         self.pending = ""
 
 
 @contextmanager
 def printed_lines_logged(name: str) -> Iterator[None]:
-    """Route what a library ``print``s (Piccolo's migration runner) into log lines.
+    """Route what a library prints (Piccolo's migration runner) into log lines.
 
-    In JSON mode every line on stdout must be a JSON object.
+    In JSON mode every line must be a JSON object: stdout becomes INFO lines,
+    stderr ERROR lines, of logger ``name``.
     """
-    writer = _LineLogger(logging.getLogger(name))
-    previous = sys.stdout
-    sys.stdout = writer
+    logger = logging.getLogger(name)
+    out, err = _LineLogger(logger, logging.INFO), _LineLogger(logger, logging.ERROR)
+    previous = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
     try:
         yield
     finally:
-        sys.stdout = previous
-        writer.flush()
+        sys.stdout, sys.stderr = previous
+        out.flush()
+        err.flush()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from litestar.enums import ScopeType
 
-from app.observability.logs import CURRENT_REQUEST, RequestContext
+from app.observability.logs import CURRENT_REQUEST, AccessLog, RequestContext
 from app.observability.metrics import METHODS, UNMATCHED_ROUTE
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from app.observability.metrics import HttpMetrics
 
-ACCESS_LOGGER = logging.getLogger("cellar.access")
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID = 128
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._~:/+=@-]+")
@@ -60,11 +59,14 @@ async def remember_exception(exc: Exception, _: Scope) -> None:
 
 
 class RequestObserver:
-    __slots__ = ("access_log", "app", "metrics")
+    __slots__ = ("access_log", "app", "log", "metrics")
 
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics | None, access_log: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: HttpMetrics | None, log: AccessLog, access_log: bool
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.log = log
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,7 +107,7 @@ class RequestObserver:
             self.metrics.observe(method, route, status, seconds)
         failed = status >= 500
         level = logging.ERROR if failed else logging.INFO
-        if not (failed or self.access_log) or not ACCESS_LOGGER.isEnabledFor(level):
+        if not (failed or self.access_log) or not self.log.enabled(level):
             return
         fields: dict[str, Any] = {
             "request_id": context.request_id,
@@ -127,15 +129,7 @@ class RequestObserver:
         exc = context.exception
         if exc is not None:
             fields["error"] = type(exc).__name__
-        ACCESS_LOGGER.log(
-            level,
-            "%s %s %d",
-            method,
-            path,
-            status,
-            extra=fields,
-            exc_info=exc if failed and exc is not None else None,
-        )
+        self.log.write(level, f"{method} {path} {status}", fields, exc if failed else None)
 
 
 def _mount_path(scope: HTTPScope) -> str | None:

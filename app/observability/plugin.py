@@ -10,10 +10,12 @@ admin mount seen.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from litestar.plugins import InitPlugin
 
+from app.observability.logs import AccessLog, resolve_format
 from app.observability.metrics import (
     MULTIPROCESS_DIR,
     HttpMetrics,
@@ -36,6 +38,8 @@ class Observability(InitPlugin):
     def __init__(self, settings: Settings, version: str) -> None:
         self.settings = settings
         self.http_metrics = HttpMetrics() if settings.metrics_enabled else None
+        # The format `cellar serve` configured: the same setting, the same stdout.
+        self.access_log = AccessLog(resolve_format(settings.log_format, sys.stdout))
         self.tracing = build_tracing(settings, version)
         if settings.metrics_enabled:
             enable_query_metrics()
@@ -57,6 +61,9 @@ class Observability(InitPlugin):
 
     def instrument(self, app: Litestar) -> Litestar:
         app.asgi_handler = RequestObserver(
-            app.asgi_handler, metrics=self.http_metrics, access_log=self.settings.access_log
+            app.asgi_handler,
+            metrics=self.http_metrics,
+            log=self.access_log,
+            access_log=self.settings.access_log,
         )
         return app

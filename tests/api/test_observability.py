@@ -8,6 +8,7 @@ touches, or checks a property that holds whatever ran before.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -60,8 +61,16 @@ async def create_notebook(client: httpx.AsyncClient, headers: dict[str, str]) ->
     return notebook_id
 
 
-def access_lines(caplog: pytest.LogCaptureFixture, request_id: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
+@pytest.fixture
+def access(caplog: pytest.LogCaptureFixture) -> None:
+    """Access lines on (as ``--log-level info`` does); they are written to stdout."""
+    caplog.set_level(logging.INFO, logger=ACCESS)
+
+
+def access_lines(capsys: pytest.CaptureFixture[str], request_id: str) -> list[dict[str, Any]]:
+    """The JSON access lines this test wrote for ``request_id``."""
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    return [e for e in lines if e["logger"] == ACCESS and e["request_id"] == request_id]
 
 
 # -- request ids ---------------------------------------------------------------------------
@@ -89,66 +98,78 @@ async def test_an_unsafe_request_id_is_replaced(client: httpx.AsyncClient, bad: 
     assert len(returned) == 32 and int(returned, 16) >= 0
 
 
+@pytest.mark.usefixtures("access")
 async def test_the_request_id_is_on_the_access_line(
-    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     headers = await new_user_headers(client)
     notebook_id = await create_notebook(client, headers)
     request_id = f"follow-{uuid.uuid4().hex[:8]}"
-    caplog.set_level(logging.INFO, logger=ACCESS)
     response = await client.get(
         f"/notebooks/{notebook_id}", headers={**headers, "X-Request-ID": request_id}
     )
     assert response.status_code == 200
-    [line] = access_lines(caplog, request_id)
-    assert line.name == ACCESS
-    assert line.levelno == logging.INFO
-    fields = line.__dict__
-    assert fields["method"] == "GET"
-    assert fields["route"] == "/notebooks/{notebook_id}"
-    assert fields["path"] == f"/notebooks/{notebook_id}"
-    assert fields["status"] == 200
-    assert fields["notebook_id"] == notebook_id
-    assert uuid.UUID(fields["user_id"])
-    assert isinstance(fields["duration_ms"], float) and fields["duration_ms"] >= 0
-    assert line.getMessage() == f"GET /notebooks/{notebook_id} 200"
+    [line] = access_lines(capsys, request_id)
+    assert line["level"] == "info"
+    assert line["time"].endswith("Z")
+    assert line["message"] == f"GET /notebooks/{notebook_id} 200"
+    assert line["method"] == "GET"
+    assert line["route"] == "/notebooks/{notebook_id}"
+    assert line["path"] == f"/notebooks/{notebook_id}"
+    assert line["status"] == 200
+    assert line["notebook_id"] == notebook_id
+    assert uuid.UUID(line["user_id"])
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
 
 
+@pytest.mark.usefixtures("access")
 async def test_the_admin_access_line_has_the_full_path(
-    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    caplog.set_level(logging.INFO, logger=ACCESS)
     request_id = f"admin-{uuid.uuid4().hex[:8]}"
     await client.get("/admin/api/tables/", headers={"X-Request-ID": request_id})
-    [line] = access_lines(caplog, request_id)
-    assert line.__dict__["path"] == "/admin/api/tables/"
-    assert line.__dict__["route"] == "/admin"
+    [line] = access_lines(capsys, request_id)
+    assert line["path"] == "/admin/api/tables/"
+    assert line["route"] == "/admin"
+
+
+async def test_no_access_lines_below_the_log_level(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.WARNING, logger=ACCESS)
+    request_id = f"quiet-{uuid.uuid4().hex[:8]}"
+    await client.get("/health", headers={"X-Request-ID": request_id})
+    assert access_lines(capsys, request_id) == []
 
 
 # -- logs: client errors are not server errors ---------------------------------------------------
 
 
 async def test_a_conflict_is_one_info_line_without_a_traceback(
-    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     headers = await new_user_headers(client)
     notebook_id = await create_notebook(client, headers)
     request_id = f"conflict-{uuid.uuid4().hex[:8]}"
     caplog.set_level(logging.DEBUG)
     caplog.clear()
+    capsys.readouterr()
     response = await client.put(
         f"/notebooks/{notebook_id}/name",
         json={"name": "stale", "expected_revision": 41},
         headers={**headers, "X-Request-ID": request_id},
     )
     assert response.status_code == 409, response.text
-    [line] = access_lines(caplog, request_id)
-    assert line.levelno == logging.INFO
-    assert line.exc_info is None
-    assert line.__dict__["status"] == 409
-    assert line.__dict__["error"] == "RevisionConflict"
+    output = capsys.readouterr().out
+    lines = [json.loads(line) for line in output.splitlines() if line]
+    assert [line["request_id"] for line in lines] == [request_id]  # one line, this one
+    [line] = lines
+    assert line["level"] == "info"
+    assert line["status"] == 409
+    assert line["error"] == "RevisionConflict"
+    assert "exception" not in line
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert "Traceback" not in caplog.text
+    assert "Traceback" not in output + caplog.text
 
 
 @get("/boom", sync_to_thread=False)
@@ -175,9 +196,10 @@ def failing_app(settings: Settings) -> Litestar:
 
 
 async def test_a_server_error_is_one_error_line_with_its_traceback(
-    failing_app: Litestar, caplog: pytest.LogCaptureFixture
+    failing_app: Litestar, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    capsys.readouterr()
     transport = httpx.ASGITransport(app=failing_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         response = await http.get("/boom", headers={"X-Request-ID": "forced-500"})
@@ -185,20 +207,24 @@ async def test_a_server_error_is_one_error_line_with_its_traceback(
     assert response.status_code == 500
     assert response.headers["x-request-id"] == "forced-500"
     assert "forced failure" not in response.text  # details stay in the log, not the answer
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1, [r.getMessage() for r in errors]
+    output = capsys.readouterr().out
+    lines = [json.loads(line) for line in output.splitlines() if line]
+    errors = [line for line in lines if line["level"] == "error"]
+    assert len(errors) == 1, lines
     [line] = errors
-    assert line.__dict__["request_id"] == "forced-500"
-    assert line.__dict__["status"] == 500
-    assert line.__dict__["error"] == "RuntimeError"
-    assert line.exc_info is not None
-    assert isinstance(line.exc_info[1], RuntimeError)
-    assert "local-secret-in-the-failing-frame" not in caplog.text
+    assert line["request_id"] == "forced-500"
+    assert line["status"] == 500
+    assert line["error"] == "RuntimeError"
+    assert "Traceback (most recent call last)" in line["exception"]
+    assert "RuntimeError: forced failure" in line["exception"]
+    assert "local-secret-in-the-failing-frame" not in output
+    # Nothing else logged it again (Litestar's own exception logging is off).
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
     assert client_error.status_code == 418
-    [teapot_line] = access_lines(caplog, "client-418")
-    assert teapot_line.levelno == logging.INFO
-    assert teapot_line.exc_info is None
+    [teapot] = [line for line in lines if line["request_id"] == "client-418"]
+    assert teapot["level"] == "info"
+    assert "exception" not in teapot
 
 
 # -- metrics ---------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ import pytest
 
 from app.observability.logs import (
     CURRENT_REQUEST,
+    AccessLog,
     RequestContext,
     json_formatter,
     logging_config,
     plain_formatter,
+    printed_lines_logged,
     resolve_format,
     scrub,
 )
@@ -172,12 +174,46 @@ def test_lines_written_during_a_request_carry_its_id() -> None:
     assert "request_id" not in json.loads(render(json_formatter(), record("outside")))
 
 
+def test_the_access_line_renders_like_every_other_line(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cellar.access")
+    log = AccessLog("json")
+    assert log.enabled(logging.INFO)
+    fields: dict[str, object] = {"request_id": "r-2", "route": "/x/{y}", "status": 200}
+    log.write(logging.INFO, "GET /x/1 200", fields, None)
+    log.write(logging.ERROR, "GET /x/2 500", {"request_id": "r-3", "status": 500}, failing())
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert list(first)[:3] == ["time", "level", "message"]
+    assert first == {
+        "time": first["time"],
+        "level": "info",
+        "message": "GET /x/1 200",
+        "logger": "cellar.access",
+        "request_id": "r-2",
+        "route": "/x/{y}",
+        "status": 200,
+    }
+    assert second["level"] == "error"
+    assert "RuntimeError: boom" in second["exception"]
+    assert "local-variable-secret-xyz" not in second["exception"]
+
+    plain = AccessLog("plain")
+    plain.write(logging.INFO, "GET /x/1 200", {"request_id": "r-4"}, None)
+    text = capsys.readouterr().out
+    assert "GET /x/1 200" in text and "request_id=r-4" in text
+    caplog.set_level(logging.WARNING, logger="cellar.access")
+    assert not log.enabled(logging.INFO)
+    assert log.enabled(logging.ERROR)
+
+
 @pytest.mark.parametrize(
     ("text", "secret"),
     [
         ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl", "eyJhbGci"),
         ("token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl in text", "c2lnbmF0dXJl"),
         ("bearer abcdef0123456789", "abcdef0123456789"),
+        ("BEARER ABCDEF0123456789", "ABCDEF0123456789"),
         ("connect to postgresql://cellar:hunter2@db:5432/cellar failed", "hunter2"),
         ("dsn postgres://db.internal/cellar?sslmode=require", "db.internal"),
         ("mysql://root:pw-777@10.0.0.1/x", "pw-777"),
@@ -255,6 +291,21 @@ def test_uvicorn_access_log_is_silenced_and_its_other_lines_reach_our_handler() 
     import pickle
 
     assert pickle.loads(pickle.dumps(config)) == config
+
+
+def test_printed_lines_become_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="piccolo.migrations")
+    streams = sys.stdout, sys.stderr
+    with printed_lines_logged("piccolo.migrations"):
+        print("👍 1 migration already complete")
+        print("Migration failed", file=sys.stderr)
+        sys.stdout.write("no newline at the end")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "👍 1 migration already complete"),
+        ("ERROR", "Migration failed"),
+        ("INFO", "no newline at the end"),
+    ]
+    assert (sys.stdout, sys.stderr) == streams
 
 
 # -- the multiprocess directory ----------------------------------------------------------------
