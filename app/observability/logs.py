@@ -28,6 +28,7 @@ import re
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import msgspec
@@ -178,18 +179,23 @@ def _access_logger_name(_: WrappedLogger, __: str, event: EventDict) -> EventDic
 
 
 class AccessLog:
-    """The access line, once per request: structlog's own pipeline, no stdlib record.
+    """The access line, once per request, in the fields and shape of every other line.
 
-    The line has the fields and rendering of every other line, for about a
-    third of the CPU of a stdlib record through the ProcessorFormatter (≈ 14
-    against 35 µs, measured; it is paid on every request).  stdlib logging
-    still decides: a line is written when the ``cellar.access`` logger is
-    enabled for its level (``--log-level``), to ``sys.stdout``, where the
-    handler writes the other lines.
+    Its cost is paid on every request, so the common case, an INFO line in
+    JSON, skips the processor pipeline: the same fields in the same order,
+    scrubbed the same way, encoded by the same msgspec encoder as
+    ``JSONRenderer`` uses for the other lines.  Measured with callgrind per
+    line: a stdlib record through the ProcessorFormatter ≈ 150 K
+    instructions, structlog's own pipeline ≈ 93 K, this ≈ 35 K (a request
+    is ≈ 2 M).  Errors (with their traceback) and plain text go through
+    structlog's pipeline.  stdlib logging still decides: a line is written
+    when the ``cellar.access`` logger is enabled for its level
+    (``--log-level``), to ``sys.stdout``, where the handler writes the rest.
     """
 
     def __init__(self, log_format: LogFormat) -> None:
         self.level_source = logging.getLogger(ACCESS_LOGGER_NAME)
+        self.json = log_format == "json"
         self._logger = structlog.wrap_logger(
             _Stdout(),
             processors=[
@@ -208,6 +214,20 @@ class AccessLog:
     def write(
         self, level: int, message: str, fields: dict[str, Any], exc: BaseException | None
     ) -> None:
+        if exc is None and level == logging.INFO and self.json:
+            line = {
+                "time": datetime.now(UTC),  # msgspec writes it as TimeStamper does
+                "level": "info",
+                "message": scrub(message),
+                "logger": ACCESS_LOGGER_NAME,
+                **fields,
+            }
+            if "path" in fields:
+                line["path"] = scrub(fields["path"])
+            stream = sys.stdout
+            stream.write(_ENCODER.encode(line).decode() + "\n")
+            stream.flush()
+            return
         if exc is not None:
             fields["exc_info"] = exc
         self._logger.log(level, message, **fields)
@@ -241,6 +261,8 @@ def logging_config(log_format: LogFormat, level: str = "info") -> dict[str, Any]
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False},
+            # The embedded server narrates every pg_ctl call at INFO; its warnings are enough.
+            "pgserver": {"level": "WARNING"},
         },
         "root": {"handlers": ["stdout"], "level": level.upper()},
     }

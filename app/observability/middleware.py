@@ -119,7 +119,7 @@ class RequestObserver:
         }
         user = scope.get("user")
         if user is not None and (user_id := getattr(user, "id", None)) is not None:
-            fields["user_id"] = str(user_id)
+            fields["user_id"] = user_id  # a UUID: the JSON encoder writes it as text
         notebook_id = scope.get("path_params", {}).get("notebook_id")
         if notebook_id is not None:
             fields["notebook_id"] = notebook_id
