@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from app.notebooks.connections import ConnectionStringCipher
 
 T = TypeVar("T")
+log = logging.getLogger("cellar")
 
 
 class CliError(Exception):
@@ -70,41 +72,52 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from app import embedded
+    from app.observability.logs import configure_logging, printed_lines_logged, resolve_format
+    from app.observability.multiprocess import metrics_directory
     from app.server import ListenError, StopSignals, listen, run
 
     try:
         sock = listen(args.host, args.port)
     except ListenError as exc:
         raise CliError(str(exc)) from None
+    # Logging next, so every line from here on is in LOG_FORMAT (JSON lines by default
+    # when stdout is not a terminal). uvicorn applies the same configuration to its workers.
+    log_format = resolve_format(Settings.from_env(os.environ).log_format, sys.stdout)
+    log_config = configure_logging(log_format, args.log_level)
+    if args.access_log is not None:  # the flag wins over ACCESS_LOG; workers read the variable
+        os.environ["ACCESS_LOG"] = "true" if args.access_log else "false"
     with sock, StopSignals() as stop:
         try:
             with stop.deferred():
                 settings, uses_embedded = _load_settings()
             if uses_embedded:
-                print(f"cellar: embedded PostgreSQL at {settings.database_url}", flush=True)
-                _apply_migrations()
+                log.info("embedded PostgreSQL in %s", settings.cellar_data_dir)
+                with printed_lines_logged("piccolo.migrations"):
+                    _apply_migrations()
             else:
                 _check_reachable(settings)
             host, port = sock.getsockname()[:2]
-            print(f"cellar: serving on http://{_url_host(host)}:{port}", flush=True)
+            log.info("serving on http://%s:%s", _url_host(host), port)
             config = uvicorn.Config(
                 "app.main:app_from_env",
                 factory=True,
                 workers=args.workers,
                 log_level=args.log_level,
-                access_log=args.access_log,
+                log_config=log_config,
+                access_log=False,  # replaced by Cellar's access line (ACCESS_LOG, --access-log)
                 server_header=False,
                 # X-Forwarded-For/-Proto only from FORWARDED_ALLOW_IPS (default none;
                 # docs/operations.md).
                 proxy_headers=bool(settings.forwarded_allow_ips),
                 forwarded_allow_ips=list(settings.forwarded_allow_ips) or None,
             )
-            if not run(config, sock):
-                raise CliError("the service did not start (see the log above)")
+            with metrics_directory(args.workers, os.environ):
+                if not run(config, sock):
+                    raise CliError("the service did not start (see the log above)")
         finally:
             with stop.deferred():
                 if embedded.release():
-                    print("cellar: embedded PostgreSQL stopped", flush=True)
+                    log.info("embedded PostgreSQL stopped")
 
 
 def _url_host(host: str) -> str:
@@ -272,7 +285,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
     run.add_argument("--workers", type=_positive, default=1)
     run.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="info")
-    run.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    run.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one log line per request (default: on, or ACCESS_LOG); 5xx errors are always logged",
+    )
     run.set_defaults(handler=serve)
 
     admin = commands.add_parser(

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from cryptography.fernet import Fernet
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, MutableMapping
+    from collections.abc import AsyncIterator, Callable, MutableMapping
 
     import asyncpg
+    from asyncpg.connection import LoggedQuery
     from piccolo.engine.postgres import PostgresEngine
 
     from app.settings import Settings
@@ -126,13 +127,19 @@ class QueryCounter:
     costs the same number of queries however much data it returns (no N+1).
     asyncpg delivers log records with ``call_soon``, so a reader may need to
     yield to the event loop once before the last statements are counted.
+    ``observe`` receives each record too when metrics are on (query count and
+    time, ``app.observability.metrics``); the record carries the connection's
+    parameters, password included, so it is never logged.
     """
 
     total = 0
+    observe: Callable[[LoggedQuery], None] | None = None
 
     @classmethod
-    def record(cls, _: object) -> None:
+    def record(cls, query: LoggedQuery) -> None:
         cls.total += 1
+        if cls.observe is not None:
+            cls.observe(query)
 
 
 async def _on_new_connection(connection: asyncpg.Connection) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from typing import TYPE_CHECKING
 
 import psutil
@@ -46,6 +45,7 @@ _attached: dict[Path, PostgresServer] = {}
 
 # pgserver narrates every pg_ctl call at INFO; its warnings and errors still show.
 logging.getLogger("pgserver").setLevel(logging.WARNING)
+log = logging.getLogger("cellar")
 
 
 def attach(pgdata: Path) -> PostgresServer:
@@ -58,11 +58,7 @@ def attach(pgdata: Path) -> PostgresServer:
         with PostgresServer._lock:
             repairs = _drop_dead_handles(pgdata) + _drop_stale_postmaster(pgdata)
         if repairs:
-            print(
-                f"cellar: recovered from an unclean stop: {'; '.join(repairs)}",
-                file=sys.stderr,
-                flush=True,
-            )
+            log.warning("recovered from an unclean stop: %s", "; ".join(repairs))
     server = get_server(pgdata, cleanup_mode="stop")
     _attached[pgdata] = server
     return server

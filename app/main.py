@@ -17,8 +17,8 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers import asgi
-from litestar.logging.config import LoggingConfig
 
+from app import __version__
 from app.admin import ADMIN_PATH, build_admin
 from app.auth.controllers import AuthController, token_rate_limit
 from app.auth.guards import AuthUser, bearer_auth
@@ -28,13 +28,14 @@ from app.errors import EXCEPTION_HANDLERS
 from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
 from app.notebooks.services import NotebookService
+from app.observability.plugin import Observability
 from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
 from app.system.controllers import SystemController
 from app.system.headers import security_headers
 from app.system.openapi import StructSchemas, openapi_config
-from app.system.outage import QUIET_EXCEPTIONS, quiet_pool_logs
+from app.system.outage import quiet_pool_logs
 from app.system.services import HealthService
 from app.users.controllers import MeController
 from app.users.services import UserService
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> Litestar:
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
+    observability = Observability(settings, __version__)
 
     @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=True)
     async def admin_dashboard(scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,7 +88,7 @@ def create_app(settings: Settings) -> Litestar:
     def singleton(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             SystemController,
             AuthController,
@@ -111,19 +113,21 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers],
         request_max_body_size=settings.max_request_body_bytes,
-        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins), expose_headers=["X-Request-ID"]
+        )
         if settings.cors_origins
         else None,
         openapi_config=openapi_config(),
-        plugins=[StructSchemas()],
-        # Unhandled errors (500s) are logged with their traceback, not only in debug mode;
-        # an unreachable database is logged once per outage by app.system.outage instead.
-        logging_config=LoggingConfig(
-            log_exceptions="always", disable_stack_trace=set(QUIET_EXCEPTIONS)
-        ),
+        # Logging is configured by `cellar serve` (app.observability.logs); errors are
+        # logged once per request by the request observer: a 5xx with its traceback, a 4xx
+        # not; an unreachable database once per outage (app.system.outage).
+        logging_config=None,
+        plugins=[StructSchemas(), *observability.plugins],
         lifespan=[database_pool],
         state=State({"settings": settings}),
     )
+    return observability.instrument(app)
 
 
 def app_from_env() -> Litestar:

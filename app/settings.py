@@ -63,6 +63,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Proxies whose X-Forwarded-For/-Proto uvicorn believes (addresses, networks or "*");
     # none by default, so the client address rate limits count cannot be forged.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # Observability (SPEC §14, docs/operations.md): log lines as JSON or plain text (unset:
+    # plain on a terminal, json otherwise), one access line per request, GET /metrics,
+    # and OpenTelemetry spans to this OTLP/HTTP endpoint (needs the `otel` extra).
+    log_format: Literal["json", "plain"] | None = None
+    access_log: bool = True
+    metrics_enabled: bool = True
+    otel_exporter_otlp_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

@@ -89,6 +89,9 @@ class Figures:
     errors: int
     tool: str
     bytes_per_request: float = 0.0  # whole responses, headers included (wrk's count)
+    # CPU time of the server process per answered request, µs (its PostgreSQL backends not
+    # included): much steadier than req/s on a shared machine. Set by bench/run.py.
+    server_cpu_us: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()

@@ -58,7 +58,15 @@ NOTES_MARK = "<!-- hand-written notes below this line are kept when the file is 
 STARTUP_TIMEOUT = 90.0
 
 CELLAR, FLOOR, JUPYTER = "cellar", "floor", "jupyter"
-LABELS = {CELLAR: "Cellar", FLOOR: "floor", JUPYTER: "Jupyter Server"}
+# --observability: the same build with metrics and the access log off, beside Cellar with
+# both on (JSON access lines, GET /metrics), to measure what observability costs.
+CELLAR_OFF = "cellar_off"
+LABELS = {
+    CELLAR: "Cellar",
+    CELLAR_OFF: "Cellar, metrics and logs off",
+    FLOOR: "floor",
+    JUPYTER: "Jupyter Server",
+}
 
 # Targets (issue: "make Cellar lead it").
 GET_VS_FLOOR = 0.9
@@ -68,6 +76,7 @@ UPDATE_P99_MS = 20.0
 OUTPUTS_GROWTH = 1.2
 SEARCH_P50_MS = 20.0
 LIST_P50_MS = 5.0
+OBSERVED_VS_OFF = 0.95
 
 
 @dataclass
@@ -385,6 +394,7 @@ class Run:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -395,12 +405,16 @@ class Run:
         base = self.urls[m.system]
         if m.refresh is not None:
             m.load = m.refresh()
+        cpu_before = process_cpu_seconds(self.pids.get(m.system))
         try:
             figures = patient(lambda s: self.load(base, m, s), seconds, f"{m.op} on {m.system}")
         except LoadError as exc:
             self.failures.append(f"{m.op} on {m.system}: {exc}")
             log(f"{m.op} on {m.system} failed: {exc}")
             return
+        cpu_after = process_cpu_seconds(self.pids.get(m.system))
+        if cpu_before is not None and cpu_after is not None and figures.requests:
+            figures.server_cpu_us = (cpu_after - cpu_before) / figures.requests * 1e6
         if figures.errors:
             self.failures.append(f"{m.op} on {m.system}: {figures.errors} errors")
         if record:
@@ -440,6 +454,17 @@ class Run:
             done += 1
             log(f"{label}: round {r + 1}/{p.rounds} done")
         return done
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def patient(load: Callable[[float], Figures], seconds: float, what: str) -> Figures:
@@ -594,7 +619,7 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             "(figures not comparable)"
         )
     server_prefix, load_prefix, pin_text = pinning()
-    systems = [CELLAR, FLOOR]
+    systems = [CELLAR, CELLAR_OFF, FLOOR] if args.observability else [CELLAR, FLOOR]
     with_jupyter = not args.no_jupyter and jupyter_available()
     if with_jupyter:
         systems.append(JUPYTER)
@@ -634,9 +659,13 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         run = Run(args, profile, deadline, load_prefix, url, database, core)
 
         port = free_port()
-        cellar = stack.enter_context(
-            start(CELLAR, cellar_command(port, server_prefix), port, env, "/health")
-        )
+        cellar_env, command = env, cellar_command(port, server_prefix)
+        if args.observability:
+            # As deployed: metrics on (the default) and one JSON access line per request,
+            # written to the server's log file. The later flags win over cellar_command's.
+            cellar_env = {**env, "LOG_FORMAT": "json"}
+            command = [*command, "--access-log", "--log-level", "info"]
+        cellar = stack.enter_context(start(CELLAR, command, port, cellar_env, "/health"))
         floor_env = {
             **os.environ,
             "FLOOR_DATABASE_URL": url,
@@ -647,6 +676,13 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             start(FLOOR, floor_command(server_prefix, port), port, floor_env, "/health")
         )
         started_servers = [cellar, floor]
+        if args.observability:
+            port = free_port()
+            off_env = {**env, "METRICS_ENABLED": "false"}
+            off_command = cellar_command(port, server_prefix)  # --no-access-log
+            started_servers.append(
+                stack.enter_context(start(CELLAR_OFF, off_command, port, off_env, "/health"))
+            )
         if with_jupyter:
             jupyter_env = {
                 **os.environ,
@@ -668,6 +704,7 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             started_servers.append(jupyter)
         for s in started_servers:
             run.urls[s.name] = s.url
+            run.pids[s.name] = s.server.process.pid
             commands[s.name] = s.command
 
         with httpx.Client(base_url=cellar.url, timeout=30) as http:
@@ -678,6 +715,8 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         measures = cellar_like(CELLAR, token, search_token, profile.sizes_mb)
         measures.append(cellar_304(run, token))
         measures += cellar_like(FLOOR, token, search_token, profile.sizes_mb)
+        if args.observability:
+            measures += cellar_like(CELLAR_OFF, token, search_token, profile.sizes_mb)
         if with_jupyter:
             measures += jupyter_measures(profile.sizes_mb)
         measures.sort(key=lambda m: list(OPS).index(m.op) if m.op in OPS else 99)
@@ -768,8 +807,8 @@ def medians(result: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
     for key, rounds in result["figures"].items():
         op, system = key.split("/")
         out.setdefault(op, {})[system] = {
-            name: statistics.median(r[name] for r in rounds)
-            for name in ("rps", "p50_ms", "p90_ms", "p99_ms")
+            name: statistics.median(r.get(name, 0.0) for r in rounds)
+            for name in ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu_us")
         } | {"rounds": len(rounds)}
     return out
 
@@ -844,6 +883,16 @@ def targets(m: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str, b
     check(
         f"{OPS['list_1']}: p50 < {LIST_P50_MS:g} ms", v, lambda x: x < LIST_P50_MS, fmt(v, 2, " ms")
     )
+    for op in ("get", "update"):
+        if get(op, CELLAR_OFF, "rps") is None:
+            continue  # measured with --observability only
+        r = ratio(get(op, CELLAR, "rps"), get(op, CELLAR_OFF, "rps"))
+        check(
+            f"{op} with metrics and JSON access log ≥ {OBSERVED_VS_OFF}x both off",
+            r,
+            lambda x: x >= OBSERVED_VS_OFF,
+            fmt(r, 3, "x"),
+        )
     return checks
 
 
@@ -895,6 +944,27 @@ def report(result: dict[str, Any], argv: list[str], previous_notes: str) -> str:
         row += f" {fmt(ratio(cellar, m[op].get(FLOOR, {}).get('rps')), 2, 'x')} |"
         row += f" {fmt(ratio(cellar, m[op].get(JUPYTER, {}).get('rps')), 2, 'x')} |"
         lines.append(row)
+    observed = [op for op in OPS if CELLAR_OFF in m.get(op, {}) and CELLAR in m[op]]
+    if observed:
+        lines += [
+            "",
+            "What observability costs (`--observability`): Cellar with metrics and a JSON "
+            "access line per request against the same build with both off. Server CPU is the "
+            "Cellar process's user + system time per answered request (its PostgreSQL "
+            "backends not included), steadier than req/s on a shared machine; off/on is the "
+            "throughput that CPU alone predicts.",
+            "",
+            "| operation | req/s on | req/s off | on/off | CPU µs/request on | off | off/on |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for op in observed:
+            on, off = m[op][CELLAR], m[op][CELLAR_OFF]
+            lines.append(
+                f"| {OPS[op]} | {fmt(on['rps'])} | {fmt(off['rps'])} | "
+                f"{fmt(ratio(on['rps'], off['rps']), 3, 'x')} | {fmt(on['server_cpu_us'], 0)} | "
+                f"{fmt(off['server_cpu_us'], 0)} | "
+                f"{fmt(ratio(off['server_cpu_us'], on['server_cpu_us']), 3, 'x')} |"
+            )
     edits = [op for op in OPS if op.startswith("edit_") and op in m]
     if edits:
         lines += [
@@ -1015,6 +1085,12 @@ def parser() -> argparse.ArgumentParser:
         "--only",
         type=lambda text: set(text.split(",")),
         help=f"measure only these operations, comma-separated (of: {', '.join(OPS)})",
+    )
+    cli.add_argument(
+        "--observability",
+        action="store_true",
+        help="also run the same Cellar with metrics and access log off, and Cellar itself "
+        "with JSON access lines (the A/B of what observability costs)",
     )
     cli.add_argument("--output", type=Path, help="markdown report (default bench/RESULTS.md)")
     cli.add_argument("--json", type=Path, help="also write every figure as JSON")

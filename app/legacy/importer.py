@@ -60,6 +60,7 @@ from app.legacy.format import (
 from app.legacy.report import Counts, Report
 from app.notebooks.cells import ENCODE, make_cell
 from app.notebooks.schemas import StoredCell
+from app.observability.metrics import count_legacy_import
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -237,6 +238,7 @@ class LegacyImporter:
         finally:
             self.report.finish()
         self.counts.elapsed = self.report.elapsed()
+        count_legacy_import(self.counts, mode)  # cellar_imports_total (docs/operations.md)
         return self.counts
 
     # -- reading files ---------------------------------------------------------------

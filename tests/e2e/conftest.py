@@ -175,8 +175,9 @@ def cellar_server(
     port: int | None = None,
     cwd: str | Path | None = None,
     startup_timeout: float = STARTUP_TIMEOUT,
+    options: Sequence[str] = ("--no-access-log",),
 ) -> Iterator[CellarServer]:
-    """Start ``cellar serve``, wait until healthy, yield it, stop it (even on failure)."""
+    """Start ``cellar serve OPTIONS``, wait until healthy, yield it, stop it (even on failure)."""
     port = port or free_port()
     fd, log_name = tempfile.mkstemp(prefix="cellar-serve-", suffix=".log")
     log_path = Path(log_name)
@@ -189,7 +190,7 @@ def cellar_server(
         str(port),
         "--workers",
         str(workers),
-        "--no-access-log",
+        *options,
     ]
     with os.fdopen(fd, "wb") as log:
         process = subprocess.Popen(

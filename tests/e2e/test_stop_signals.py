@@ -36,7 +36,7 @@ pytestmark = pytest.mark.e2e
 
 STARTUP_TIMEOUT = 90.0  # initdb and every migration on a fresh data directory
 EXIT_TIMEOUT = 30.0
-RECOVERED = "cellar: recovered from an unclean stop"
+RECOVERED = "recovered from an unclean stop"
 
 
 def handles(data_dir: Path) -> list[int]:
@@ -63,7 +63,7 @@ def assert_stopped_cleanly(server: CellarServer, data_dir: Path, code: int) -> N
     left = wait_until_gone(data_dir, timeout=15.0)
     assert left == [], server.describe(f"embedded postgres still running: {left}")
     assert handles(data_dir) == [], "our handle was not given back"
-    assert "cellar: embedded PostgreSQL stopped" in server.output(), server.tail()
+    assert "embedded PostgreSQL stopped" in server.output(), server.tail()
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_a_stop_during_start_up_still_stops_postgres(data_dir: Path, workdir: Pa
         )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while "embedded PostgreSQL at" not in log.read_text():
+        while "embedded PostgreSQL in" not in log.read_text():
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)

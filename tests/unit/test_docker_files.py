@@ -431,3 +431,55 @@ def test_app_secrets_are_required_from_environment(services: dict[str, Any], var
     value = environment(services["app"]).get(variable, "")
     # `${VAR:?message}`: compose refuses to start instead of running with an empty secret.
     assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", value), value
+
+
+# --------------------------------------------------------------------------- the prometheus profile
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Bind mounts of a service: target -> source (relative to the compose file)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        found[target] = source
+    return found
+
+
+def test_default_services_are_not_in_a_profile(services: dict[str, Any]) -> None:
+    for name in ("postgres", "migrate", "app"):
+        assert "profiles" not in services[name], name
+
+
+@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+def test_monitoring_services_only_with_the_prometheus_profile(
+    services: dict[str, Any], name: str
+) -> None:
+    service = services[name]
+    assert service["profiles"] == ["prometheus"]
+    for published in service["ports"]:
+        assert str(published).startswith("127.0.0.1:"), published  # loopback only
+    for target, source in mounts(service).items():
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), (target, source)
+
+
+def test_prometheus_scrapes_the_app_service(services: dict[str, Any]) -> None:
+    prometheus = services["prometheus"]
+    assert depends_on(prometheus) == {"app": "service_healthy"}
+    volumes = mounts(prometheus)
+    config_path = volumes["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load((ROOT / config_path).read_text())
+    [job] = config["scrape_configs"]
+    [target] = job["static_configs"][0]["targets"]
+    host, _, port = target.partition(":")
+    assert host == "app"
+    assert f"{port}:{port}" in [str(p) for p in services["app"]["ports"]]
+    for rule_file in config["rule_files"]:
+        assert rule_file in volumes, rule_file
+    assert "--config.file=/etc/prometheus/prometheus.yml" in argv(prometheus["command"])
+
+
+def test_grafana_gets_the_dashboard_and_its_data_source(services: dict[str, Any]) -> None:
+    volumes = mounts(services["grafana"])
+    assert volumes["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    assert volumes["/var/lib/grafana/dashboards/cellar.json"] == "./deploy/grafana/cellar.json"

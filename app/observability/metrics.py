@@ -1,0 +1,318 @@
+"""Every Prometheus metric Cellar exposes, defined once, and ``GET /metrics`` (SPEC §14).
+
+All metric objects live here so that the list in docs/operations.md has one
+source.  Label values are bounded by construction: an HTTP method from a
+fixed set, a Litestar route *template* (``/notebooks/{notebook_id}``, never
+the id; ``<unmatched>`` when no route matched), a status code, a fixed
+outcome word.  No label ever carries user data.
+
+Two modes, chosen by prometheus-client itself from the environment at import:
+
+- **one process** (the default): metrics live in this process's registry;
+  the pool figures are read from the asyncpg pool at scrape time by
+  ``PoolCollector``, and process metrics come from prometheus-client's
+  ``ProcessCollector``.
+- **multiprocess** (``PROMETHEUS_MULTIPROC_DIR`` set; ``cellar serve
+  --workers N`` sets and cleans it, see ``multiprocess.py``): every worker
+  writes its values to files in that directory and any worker answering a
+  scrape sums them for the whole group.  A collector in one worker can only
+  see its own pool, so each worker writes its pool figures to "livesum"
+  gauges once a second (``sample_pool``), and process metrics are read from
+  ``/proc`` for every live worker, labelled by ``pid``.
+
+Nothing here runs per request except ``HttpMetrics.observe`` and
+``observe_query``: a dict lookup for the cached label child, one counter
+increment and one histogram observation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from litestar import Response, get
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+from app.database import QueryCounter, get_engine
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable
+
+    from asyncpg.connection import LoggedQuery
+    from litestar import Litestar
+    from prometheus_client.metrics_core import Metric
+
+    from app.legacy.report import Counts
+
+# prometheus-client's multiprocess helpers are not annotated; these names give them types.
+_disable_created_metrics: Callable[[], None] = disable_created_metrics
+_mark_process_dead: Callable[[int, str | None], None] = mark_process_dead
+_multiprocess_collector: Callable[[CollectorRegistry, str], object] = MultiProcessCollector
+
+# One series per counter, not two: the `_created` timestamps double the output for no use.
+_disable_created_metrics()
+
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+UNMATCHED_ROUTE = "<unmatched>"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# 1 ms to 500 ms resolved in 1-2.5-5 steps, then a few slow buckets for outliers.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# -- HTTP -------------------------------------------------------------------------------
+
+HTTP_REQUESTS = Counter(
+    "cellar_http_requests",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "cellar_http_request_duration_seconds",
+    "Time from the request's arrival to the end of its answer, by method and route template.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# -- database ---------------------------------------------------------------------------
+
+DB_QUERY_DURATION = Histogram(
+    "cellar_db_query_duration_seconds",
+    "Statements sent through the connection pool and their time (_count is the query count).",
+    buckets=QUERY_BUCKETS,
+)
+DB_QUERY_ERRORS = Counter(
+    "cellar_db_query_errors",
+    "Statements that raised (constraint violations, conflicts, lost connections).",
+)
+POOL_OPEN = "cellar_db_pool_connections"
+POOL_IN_USE = "cellar_db_pool_connections_in_use"
+POOL_MAX = "cellar_db_pool_max_connections"
+POOL_HELP = {
+    POOL_OPEN: "Connections the asyncpg pool holds open (idle and in use).",
+    POOL_IN_USE: "Connections checked out of the pool right now.",
+    POOL_MAX: "The pool's maximum size (DATABASE_POOL_MAX_SIZE); in use / max is saturation.",
+}
+
+# -- realtime (SPEC §11; fed once realtime lands, see docs/operations.md) -------------------
+
+REALTIME_CLIENTS = Gauge(
+    "cellar_realtime_clients",
+    "Realtime clients (WebSocket connections) connected to this instance.",
+    multiprocess_mode="livesum",
+)
+REALTIME_EVENTS = Counter(
+    "cellar_realtime_events_delivered",
+    "Notebook events sent to realtime clients.",
+)
+REALTIME_LAG = Histogram(
+    "cellar_realtime_fanout_lag_seconds",
+    "Time from an event's commit to its delivery to a client (fan-out lag).",
+    buckets=LAG_BUCKETS,
+)
+
+# -- imports ----------------------------------------------------------------------------
+
+IMPORTS = Counter(
+    "cellar_imports",
+    "Notebooks processed by an import, by source (legacy, ipynb) and outcome.",
+    ["source", "outcome"],
+)
+IMPORT_OUTCOMES = ("imported", "updated", "unchanged", "skipped", "failed")
+
+
+def count_legacy_import(counts: Counts, mode: str) -> None:
+    """Add a finished legacy import's totals (dry runs and verifications write nothing)."""
+    if mode != "import":
+        return
+    for outcome in IMPORT_OUTCOMES:
+        IMPORTS.labels("legacy", outcome).inc(getattr(counts, outcome))
+
+
+# -- per request and per query ------------------------------------------------------------
+
+
+class HttpMetrics:
+    """Request counts and latencies, with label children cached (``labels()`` is not free)."""
+
+    __slots__ = ("_counts", "_durations")
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, int], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        count = self._counts.get((method, route, status))
+        if count is None:
+            count = HTTP_REQUESTS.labels(method, route, str(status))
+            self._counts[(method, route, status)] = count
+        count.inc()
+        duration = self._durations.get((method, route))
+        if duration is None:
+            duration = self._durations[(method, route)] = HTTP_DURATION.labels(method, route)
+        duration.observe(seconds)
+
+
+def observe_query(query: LoggedQuery) -> None:
+    """asyncpg's query logger hands every statement's elapsed time here (via QueryCounter)."""
+    DB_QUERY_DURATION.observe(query.elapsed)
+    if query.exception is not None:
+        DB_QUERY_ERRORS.inc()
+
+
+def enable_query_metrics() -> None:
+    """Feed every statement's time to the metrics (process-wide, as the pool is)."""
+    QueryCounter.observe = observe_query
+
+
+# -- the pool -------------------------------------------------------------------------------
+
+
+def _pool_figures() -> tuple[int, int, int] | None:
+    """(open, in use, max) of the process's pool, or None while it is not running."""
+    pool = get_engine().pool
+    if pool is None:
+        return None
+    size = pool.get_size()
+    return size, size - pool.get_idle_size(), pool.get_max_size()
+
+
+class PoolCollector(Collector):
+    """The pool's figures read at scrape time (one process): exact, and free per request."""
+
+    def describe(self) -> Iterable[Metric]:
+        """Names for the registry, without reading the pool (none may exist yet at import)."""
+        return [GaugeMetricFamily(name, text) for name, text in POOL_HELP.items()]
+
+    def collect(self) -> Iterable[Metric]:
+        figures = _pool_figures()
+        for name, value in zip((POOL_OPEN, POOL_IN_USE, POOL_MAX), figures or (), strict=False):
+            yield GaugeMetricFamily(name, POOL_HELP[name], value=value)
+
+
+_POOL_GAUGES = {
+    # Not registered: they only exist as files, summed over live workers (multiprocess mode).
+    name: Gauge(name, text, multiprocess_mode="livesum", registry=None)
+    for name, text in POOL_HELP.items()
+}
+POOL_SAMPLE_SECONDS = 1.0
+
+
+@asynccontextmanager
+async def sample_pool(_: Litestar) -> AsyncIterator[None]:
+    """Multiprocess mode: write this worker's pool figures to its files once a second."""
+
+    async def sample() -> None:
+        while True:
+            figures = _pool_figures()
+            if figures is not None:
+                for name, value in zip((POOL_OPEN, POOL_IN_USE, POOL_MAX), figures, strict=True):
+                    _POOL_GAUGES[name].set(value)
+            await asyncio.sleep(POOL_SAMPLE_SECONDS)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        _mark_process_dead(os.getpid(), MULTIPROCESS_DIR)
+
+
+# -- process metrics of every worker ------------------------------------------------------------
+
+_PID_IN_FILE = re.compile(r"_(\d+)\.db$")
+
+
+def worker_pids(directory: str) -> set[int]:
+    """Pids that wrote into the multiprocess directory (each file is ``<kind>_<pid>.db``)."""
+    return {
+        int(match.group(1))
+        for path in Path(directory).glob("*.db")
+        if (match := _PID_IN_FILE.search(path.name)) is not None
+    }
+
+
+class WorkerProcesses(Collector):
+    """Process metrics (memory, CPU, files) of every live worker, labelled by pid.
+
+    prometheus-client's process collector only knows its own process; reading
+    ``/proc/<pid>`` for each worker found in the directory gives the group.  A
+    pid that is gone has its live gauges removed, so a crashed worker's pool
+    figures stop counting.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+        for pid in sorted(worker_pids(self.directory)):
+            if not Path(f"/proc/{pid}").exists():
+                _mark_process_dead(pid, self.directory)
+                continue
+            for metric in ProcessCollector(pid=_constant(pid), registry=None).collect():
+                family = families.get(metric.name)
+                if family is None:
+                    kind = CounterMetricFamily if metric.type == "counter" else GaugeMetricFamily
+                    family = kind(metric.name, metric.documentation, labels=["pid"])
+                    families[metric.name] = family
+                for sample in metric.samples:
+                    family.add_metric([str(pid)], sample.value)
+        yield from families.values()
+
+
+def _constant(pid: int) -> Callable[[], int]:
+    return lambda: pid
+
+
+# -- exposition -------------------------------------------------------------------------
+
+
+def _registry() -> CollectorRegistry:
+    """The registry a scrape reads, built once per process."""
+    if MULTIPROCESS_DIR is None:
+        REGISTRY.register(PoolCollector())
+        return REGISTRY
+    registry = CollectorRegistry()
+    _multiprocess_collector(registry, MULTIPROCESS_DIR)
+    registry.register(WorkerProcesses(MULTIPROCESS_DIR))
+    return registry
+
+
+SCRAPED = _registry()
+
+
+@get(
+    "/metrics",
+    operation_id="metrics",
+    tags=["system"],
+    media_type=CONTENT_TYPE_PLAIN_0_0_4,
+    sync_to_thread=False,
+    cache=False,
+)
+def metrics_endpoint() -> Response[bytes]:
+    """Prometheus metrics of this instance (of every worker with ``--workers N``)."""
+    return Response(generate_latest(SCRAPED), media_type=CONTENT_TYPE_PLAIN_0_0_4)
