@@ -308,6 +308,7 @@ SCRAPED = _registry()
 @get(
     "/metrics",
     operation_id="metrics",
+    summary="Prometheus metrics",
     tags=["system"],
     media_type=CONTENT_TYPE_PLAIN_0_0_4,
     sync_to_thread=False,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import httpx
 
 METHODS = ("get", "put", "post", "delete", "patch")
-OPEN_OPERATIONS = {"index", "health", "register", "issueToken"}
+OPEN_OPERATIONS = {"index", "health", "metrics", "register", "issueToken"}
 
 
 @pytest.fixture(scope="module")
