@@ -31,6 +31,7 @@ from app.legacy.format import (
     kind_of,
     owner_of,
     read_notebook,
+    same_outputs,
 )
 from app.legacy.importer import Mode, check_external_id, failure, list_files, summary
 from app.legacy.report import Counts, Report
@@ -366,6 +367,23 @@ def test_a_cell_without_a_run_row_is_idle() -> None:
         ("c", "error"),
     ]
     assert "b" not in stored.runs
+
+
+def test_outputs_are_compared_as_values() -> None:
+    """Spacing, key order and a left-out ``metadata`` are the same outputs; values are not."""
+    notebook = read(RICH)
+    stored = stored_from(notebook)
+    spelled = '[ {"data": "1", "mime_type": "text/plain"} ]'
+    assert same_outputs(spelled.encode(), b'[{"mime_type":"text/plain","data":"1","metadata":{}}]')
+    assert not same_outputs(spelled.encode(), b'[{"mime_type":"text/plain","data":"2"}]')
+    assert not same_outputs(b"[]", b"not json")
+    compact = msgspec.json.encode(msgspec.json.decode(bytes(notebook.cells[0].outputs))).decode()
+    assert compact.encode() != bytes(notebook.cells[0].outputs)
+    runs = {**stored.runs, "a": msgspec.structs.replace(stored.runs["a"], outputs=compact)}
+    assert differences(notebook, "user_1", stored_from(notebook, runs=runs)) == []
+    other = msgspec.structs.replace(stored.runs["a"], outputs="[]")
+    changed = stored_from(notebook, runs={**stored.runs, "a": other})
+    assert fields(differences(notebook, "user_1", changed)) == [("a", "outputs")]
 
 
 def test_added_removed_and_moved_cells() -> None:
