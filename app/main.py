@@ -69,7 +69,8 @@ def create_app(settings: Settings) -> Litestar:
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
 
-    @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=True)
+    # The scope is not copied: the admin puts the full path back for the access log.
+    @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=False)
     async def admin_dashboard(scope: Scope, receive: Receive, send: Send) -> None:
         """Piccolo admin (SPEC §7): its own session login, our engine and pool."""
         await admin(scope, receive, send)
