@@ -24,6 +24,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from app.admin import ADMIN_PATH, build_admin
 from app.auth.controllers import AuthController, token_rate_limit
 from app.auth.guards import AuthUser, bearer_auth
+from app.auth.services import AuthService
 from app.auth.tokens import TokenService
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> Litestar:
         external_public_key=settings.auth_public_key,
         external_jwks_url=settings.auth_jwks_url,
     )
+    auth = AuthService()
     users = UserService()
     notebooks = NotebookService(
         settings, ConnectionStringCipher(_required(settings.encryption_key, "ENCRYPTION_KEY"))
@@ -99,6 +101,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={
             "settings": singleton(settings),
             "tokens": singleton(tokens),
+            "auth": singleton(auth),
             "users": singleton(users),
             "notebooks": singleton(notebooks),
             "health": singleton(health),
@@ -107,7 +110,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         middleware=[
             token_rate_limit(settings.auth_token_rate_limit_per_minute).middleware,
-            bearer_auth(tokens, users),
+            bearer_auth(tokens, auth),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,

@@ -10,8 +10,8 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import JSONBody
 
 from app.auth.schemas import AccessToken, Credentials, Registered
+from app.auth.services import AuthService
 from app.auth.tokens import TokenService
-from app.users.services import UserService
 
 TOKEN_PATH = "/auth/token"
 
@@ -44,20 +44,20 @@ class AuthController(Controller):
 
     @post("/register", operation_id="register")
     async def register(
-        self, data: JSONBody[Credentials], users: NamedDependency[UserService]
+        self, data: JSONBody[Credentials], auth: NamedDependency[AuthService]
     ) -> Registered:
         """Create a password account."""
-        user_id, email = await users.register(data.email, data.password)
+        user_id, email = await auth.register(data.email, data.password)
         return Registered(id=user_id, email=email)
 
     @post("/token", operation_id="issueToken", status_code=200)
     async def token(
         self,
         data: JSONBody[Credentials],
-        users: NamedDependency[UserService],
+        auth: NamedDependency[AuthService],
         tokens: NamedDependency[TokenService],
     ) -> AccessToken:
         """Exchange email and password for a bearer token."""
-        user_id = await users.authenticate(data.email, data.password)
+        user_id = await auth.authenticate(data.email, data.password)
         access_token, expires_in = tokens.issue(str(user_id))
         return AccessToken(access_token=access_token, expires_in=expires_in)

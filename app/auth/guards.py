@@ -20,8 +20,8 @@ from app.auth.tokens import TokenError
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
 
+    from app.auth.services import AuthService
     from app.auth.tokens import TokenService
-    from app.users.services import UserService
 
 OPEN_PATHS = ["^/health$", "^/schema", "^/metrics$", "^/admin"]
 
@@ -33,12 +33,10 @@ class AuthUser(msgspec.Struct, frozen=True):
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    def __init__(
-        self, app: Any, *, tokens: TokenService, users: UserService, **kwargs: Any
-    ) -> None:
+    def __init__(self, app: Any, *, tokens: TokenService, auth: AuthService, **kwargs: Any) -> None:
         super().__init__(app, exclude=OPEN_PATHS, **kwargs)
         self.tokens = tokens
-        self.users = users
+        self.auth = auth
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -51,9 +49,9 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             identity = await self.tokens.verify_async(token.strip())
         except TokenError as exc:
             raise NotAuthorizedException(str(exc)) from None
-        user_id = await self.users.resolve(identity)
+        user_id = await self.auth.resolve(identity)
         return AuthenticationResult(user=AuthUser(id=user_id), auth=identity)
 
 
-def bearer_auth(tokens: TokenService, users: UserService) -> DefineMiddleware:
-    return DefineMiddleware(BearerAuthMiddleware, tokens=tokens, users=users)
+def bearer_auth(tokens: TokenService, auth: AuthService) -> DefineMiddleware:
+    return DefineMiddleware(BearerAuthMiddleware, tokens=tokens, auth=auth)

@@ -81,6 +81,8 @@ SELECT {select_list(ExternalUser, "u", created="false")}
   FROM users u JOIN wanted w USING (external_id)
 """
 EXTERNAL_ID_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE external_id = $1)"
+# Only while the hash is still the one that was checked (a concurrent change wins).
+REPLACE_PASSWORD_HASH = "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2"
 MARK_PROVISIONED = (
     "UPDATE users SET provisioned_at = now() WHERE id = ANY($1::uuid[]) AND provisioned_at IS NULL"
 )
@@ -123,6 +125,12 @@ async def ensure_external(
 
 async def external_id_exists(conn: asyncpg.Connection, external_id: str) -> bool:
     return bool(await conn.fetchval(EXTERNAL_ID_EXISTS, external_id))
+
+
+async def replace_password_hash(
+    conn: asyncpg.Connection, user_id: UUID, checked: str, stronger: str
+) -> None:
+    await conn.execute(REPLACE_PASSWORD_HASH, user_id, checked, stronger)
 
 
 async def mark_provisioned(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -> None:

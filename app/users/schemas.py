@@ -1,15 +1,7 @@
-"""Bodies of the user routes."""
+"""Bodies of the user routes: ``Me`` is the users store's row, served as it comes."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from uuid import UUID
+from app.store.users import Me
 
-import msgspec
-
-
-class Me(msgspec.Struct, frozen=True):
-    id: UUID
-    email: str | None
-    external_id: str | None
-    created_at: datetime
+__all__ = ["Me"]
