@@ -18,9 +18,7 @@ TOKEN_PATH = "/auth/token"
 
 async def _is_token_request(request: Request[Any, Any, Any]) -> bool:
     # A coroutine: Litestar runs a plain function here in a worker thread, on
-    # every request of every route (≈ 10 % of a GET's samples in py-spy under
-    # bench/run.py's load).  A/B over 6 alternating rounds: GET 298 → 327 req/s,
-    # list 412 → 474 req/s.
+    # every request of every route (measured: docs/decisions.md, "Performance").
     return request.method == "POST" and request.url.path == TOKEN_PATH
 
 
