@@ -59,7 +59,7 @@ from app.legacy.report import Counts, Report
 from app.notebooks.cells import ENCODE, make_cell
 from app.notebooks.schemas import StoredCell
 from app.store import legacy, notebooks, users
-from app.store.legacy import CellRun, LegacyRow, Replacement
+from app.store.legacy import CellRun, LegacyRow
 from app.store.notebooks import SPECIAL_KIND_INDEX, NewNotebook, NotebookKind, RunState
 
 if TYPE_CHECKING:
@@ -135,7 +135,8 @@ class _Row:
     changes: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def inserted(self) -> NewNotebook:
+    def notebook(self) -> NewNotebook:
+        """The notebook to write: inserted when new, else its contents replace the stored ones."""
         notebook = self.item.notebook
         assert self.user_id is not None  # only a dry run lacks an owner's id, and writes nothing
         return NewNotebook(
@@ -147,18 +148,6 @@ class _Row:
             revision=notebook.revision,
             cells=self.cells,
             demo_version=None,
-        )
-
-    def replacement(self) -> Replacement:
-        notebook = self.item.notebook
-        assert self.user_id is not None  # an existing notebook's owner
-        return Replacement(
-            id=notebook.id,
-            user_id=self.user_id,
-            name=notebook.name,
-            db_conn_string=self.token,
-            revision=notebook.revision,
-            cells=self.cells,
         )
 
 
@@ -491,9 +480,9 @@ class LegacyImporter:
         provisioned = sorted({row.user_id for row in new if row.kind != "user" and row.user_id})
         async with transaction() as conn:
             if new:
-                await notebooks.insert(conn, [row.inserted() for row in new])
+                await notebooks.insert(conn, [row.notebook() for row in new])
             if changed:
-                found = await legacy.replace(conn, [row.replacement() for row in changed])
+                found = await legacy.replace(conn, [row.notebook() for row in changed])
                 if len(found) != len(changed):
                     raise _Moved("a notebook was deleted or moved to another user meanwhile")
                 await legacy.delete_runs(conn, found)

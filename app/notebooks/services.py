@@ -21,7 +21,7 @@ one query; stored outputs pass through as ``msgspec.Raw``, never decoded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 from uuid import UUID, uuid4
 
 import msgspec
@@ -56,7 +56,7 @@ from app.store.notebooks import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     import asyncpg
 
@@ -64,6 +64,8 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 __all__ = ["NotebookService", "Precondition", "explain"]
+
+T = TypeVar("T")
 
 
 class _Deps(msgspec.Struct, frozen=True):
@@ -185,30 +187,29 @@ class NotebookService:
         self, user_id: UUID, notebook_id: str, name: str | None, pre: Precondition
     ) -> int:
         self._check_name(name)
-        _addressable(notebook_id)
-        async with connection() as conn:
-            revision = await store.rename(conn, notebook_id, user_id, pre, name)
-            if revision is None:
-                await _refused(conn, user_id, notebook_id, pre)
-        return revision
+        return await _change(
+            lambda conn: store.rename(conn, notebook_id, user_id, pre, name),
+            user_id,
+            notebook_id,
+            pre,
+        )
 
     async def set_connection(
         self, user_id: UUID, notebook_id: str, connection_string: str | None, pre: Precondition
     ) -> int:
         """Stored encrypted; an empty string or null clears it."""
         token = self.cipher.encrypt(connection_string) if connection_string else None
-        _addressable(notebook_id)
-        async with connection() as conn:
-            revision = await store.set_connection(conn, notebook_id, user_id, pre, token)
-            if revision is None:
-                await _refused(conn, user_id, notebook_id, pre)
-        return revision
+        return await _change(
+            lambda conn: store.set_connection(conn, notebook_id, user_id, pre, token),
+            user_id,
+            notebook_id,
+            pre,
+        )
 
     async def delete(self, user_id: UUID, notebook_id: str, pre: Precondition) -> None:
-        _addressable(notebook_id)
-        async with connection() as conn:
-            if await store.delete(conn, notebook_id, user_id, pre) is None:
-                await _refused(conn, user_id, notebook_id, pre)
+        await _change(
+            lambda conn: store.delete(conn, notebook_id, user_id, pre), user_id, notebook_id, pre
+        )
 
     # -- cells -----------------------------------------------------------------
 
@@ -222,8 +223,8 @@ class NotebookService:
         pre: Precondition,
     ) -> tuple[Cell, int]:
         self._check_code(code)
-        _addressable(notebook_id)
         cell = make_cell(cell_type, code)
+        document = ENCODE(cell).decode()
         limit = self.settings.max_cells_per_notebook
 
         def room(count: int) -> CellarError | None:
@@ -233,12 +234,13 @@ class NotebookService:
                 return InvalidInput("index", f"out of range: expected 0 to {count}")
             return None
 
-        async with connection() as conn:
-            revision = await store.insert_cell(
-                conn, notebook_id, user_id, pre, ENCODE(cell).decode(), index, limit
-            )
-            if revision is None:
-                await _refused(conn, user_id, notebook_id, pre, then=room)
+        revision = await _change(
+            lambda conn: store.insert_cell(conn, notebook_id, user_id, pre, document, index, limit),
+            user_id,
+            notebook_id,
+            pre,
+            then=room,
+        )
         return api_cell(cell), revision
 
     async def update_cell(
@@ -252,40 +254,46 @@ class NotebookService:
         finds on the row's latest committed version.
         """
         self._check_code(code)
-        _addressable(notebook_id, cell_id)
         edits = ENCODE(code_edits(code)).decode()
-        async with connection() as conn:
-            edited = await store.edit_code(conn, notebook_id, user_id, pre, cell_id, edits)
-            if edited is None:
-                await _refused(conn, user_id, notebook_id, pre, cell_id)
+        edited = await _change(
+            lambda conn: store.edit_code(conn, notebook_id, user_id, pre, cell_id, edits),
+            user_id,
+            notebook_id,
+            pre,
+            cell_id,
+        )
         return _merge(_CELL.decode(edited.cell), edited.run), edited.revision
 
     async def delete_cell(
         self, user_id: UUID, notebook_id: str, cell_id: str, pre: Precondition
     ) -> int:
-        _addressable(notebook_id, cell_id)
-        async with transaction() as conn:
-            revision = await store.delete_cell(conn, notebook_id, user_id, pre, cell_id)
-            if revision is None:
-                await _refused(conn, user_id, notebook_id, pre, cell_id)
-        return revision
+        return await _change(
+            lambda conn: store.delete_cell(conn, notebook_id, user_id, pre, cell_id),
+            user_id,
+            notebook_id,
+            pre,
+            cell_id,
+            atomic=True,
+        )
 
     async def move_cell(
         self, user_id: UUID, notebook_id: str, cell_id: str, index: int, pre: Precondition
     ) -> int:
         """The cell ends at ``index`` of the new list: [a,b,c,d], a → 2 gives [b,c,a,d]."""
-        _addressable(notebook_id, cell_id)
 
         def in_range(count: int) -> CellarError | None:
             if index >= count:
                 return InvalidInput("index", f"out of range: expected 0 to {count - 1}")
             return None
 
-        async with connection() as conn:
-            revision = await store.move_cell(conn, notebook_id, user_id, pre, cell_id, index)
-            if revision is None:
-                await _refused(conn, user_id, notebook_id, pre, cell_id, then=in_range)
-        return revision
+        return await _change(
+            lambda conn: store.move_cell(conn, notebook_id, user_id, pre, cell_id, index),
+            user_id,
+            notebook_id,
+            pre,
+            cell_id,
+            then=in_range,
+        )
 
     async def write_outputs(
         self, user_id: UUID, notebook_id: str, cell_id: str, run: CellOutputs
@@ -295,7 +303,7 @@ class NotebookService:
         The statement waits for a concurrent change of the notebook (a cell
         deletion, say) and then sees whether the cell is still there.
         """
-        _addressable(notebook_id, cell_id)
+        _addressable(notebook_id, cell_id)  # before the size check, as every route answers
         outputs = ENCODE(run.outputs)
         if len(outputs) + len(run.stdout) > self.settings.max_cell_outputs_bytes:
             raise InvalidInput(
@@ -303,9 +311,13 @@ class NotebookService:
                 f"larger than {self.settings.max_cell_outputs_bytes} bytes for one cell",
             )
         state = RunState(cell_id, run.status, run.stdout, outputs.decode(), run.error)
-        async with connection() as conn:
-            if not await store.write_run(conn, notebook_id, user_id, state):
-                await _refused(conn, user_id, notebook_id, Precondition(), cell_id)
+        await _change(
+            lambda conn: store.write_run(conn, notebook_id, user_id, state),
+            user_id,
+            notebook_id,
+            Precondition(),
+            cell_id,
+        )
 
     # -- checks ----------------------------------------------------------------
 
@@ -319,14 +331,36 @@ class NotebookService:
             raise InvalidInput("code", f"larger than {limit} bytes")
 
 
-async def _refused(
-    conn: asyncpg.Connection,
+async def _change(
+    attempt: Callable[[asyncpg.Connection], Awaitable[T | None]],
     user_id: UUID,
     notebook_id: str,
     pre: Precondition,
     cell_id: str | None = None,
     *,
     then: Callable[[int], CellarError | None] | None = None,
+    atomic: bool = False,
+) -> T:
+    """Run one change of a notebook (one store function); when refused, raise why.
+
+    ``atomic``: the store function sends more than one statement, so they run
+    in a transaction (a single statement is one by itself).
+    """
+    _addressable(notebook_id, *(() if cell_id is None else (cell_id,)))
+    async with transaction() if atomic else connection() as conn:
+        result = await attempt(conn)
+        if result is None:
+            await _refused(conn, user_id, notebook_id, pre, cell_id, then)
+    return result
+
+
+async def _refused(
+    conn: asyncpg.Connection,
+    user_id: UUID,
+    notebook_id: str,
+    pre: Precondition,
+    cell_id: str | None,
+    then: Callable[[int], CellarError | None] | None,
 ) -> NoReturn:
     """Raise why a change matched no row: ``explain``, then ``then`` (given the cell count).
 

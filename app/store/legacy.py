@@ -17,6 +17,7 @@ from .notebooks import (
     RUN_CASTS,
     RUN_COLUMNS,
     RUNS,
+    NewNotebook,
     NotebookKind,
     RunState,
     with_runs,
@@ -53,17 +54,6 @@ class SpecialNotebook(msgspec.Struct, frozen=True):
     id: str
 
 
-class Replacement(msgspec.Struct, frozen=True):
-    """New contents for an imported notebook that exists (``revision``: the file's)."""
-
-    id: str
-    user_id: UUID
-    name: str | None
-    db_conn_string: str | None
-    revision: int
-    cells: str
-
-
 class CellRun(msgspec.Struct, frozen=True):
     """A run state to insert, with its notebook."""
 
@@ -87,13 +77,14 @@ SELECT {select_list(SpecialNotebook, "n", owner="u.external_id")}
   FROM notebooks n JOIN users u ON u.id = n.user_id
  WHERE u.external_id = ANY($1::text[]) AND n.kind IN ('blank', 'demo')
 """
-# "Revision taken from the file when higher": otherwise one more than stored,
-# as for any other change (SPEC §3), computed against the row as it is now.
+# New contents for imported notebooks that exist (their kind and demo version
+# stay).  "Revision taken from the file when higher": otherwise one more than
+# stored, as for any other change (SPEC §3), computed against the row as it is now.
 REPLACE = f"""
 UPDATE notebooks n
    SET name = t.name, db_conn_string = t.db_conn_string, cells = t.cells::jsonb,
        revision = GREATEST(t.revision, n.revision + 1), updated_at = now()
-  FROM {unnest(Replacement, {name: NEW_TYPES[name] for name in Replacement.__struct_fields__})}
+  FROM {unnest(NewNotebook, NEW_TYPES)}
  WHERE n.id = t.id AND n.user_id = t.user_id
 RETURNING n.id
 """
@@ -143,9 +134,9 @@ async def special_notebooks(
     return [SpecialNotebook(*r) for r in await conn.fetch(SPECIAL_NOTEBOOKS, owners)]
 
 
-async def replace(conn: asyncpg.Connection, replacements: Sequence[Replacement]) -> list[str]:
+async def replace(conn: asyncpg.Connection, notebooks: Sequence[NewNotebook]) -> list[str]:
     """Overwrite existing notebooks of the same owner; the ids that were found."""
-    return [r[0] for r in await conn.fetch(REPLACE, *arrays(Replacement, replacements))]
+    return [r[0] for r in await conn.fetch(REPLACE, *arrays(NewNotebook, notebooks))]
 
 
 async def delete_runs(conn: asyncpg.Connection, notebook_ids: Sequence[str]) -> None:

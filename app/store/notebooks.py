@@ -409,10 +409,10 @@ async def delete_cell(
 
 async def write_run(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, run: RunState
-) -> bool:
-    """Upsert the cell's run state; False when the notebook or the cell is not there."""
+) -> RunState | None:
+    """Upsert the cell's run state; None when the notebook or the cell is not there."""
     written = await conn.fetchval(WRITE_RUN, notebook_id, user_id, *msgspec.structs.astuple(run))
-    return bool(written)
+    return run if written else None
 
 
 async def _run_change(

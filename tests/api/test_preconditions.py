@@ -69,6 +69,16 @@ async def _user_id(client: Any, headers: dict[str, str]) -> UUID:
     return UUID(response.json()["id"])
 
 
+async def _notebook(client: Any) -> tuple[dict[str, str], UUID, UUID, str, str]:
+    """An owner's headers and id, another user's id, a new notebook and its one cell."""
+    headers = await fresh_user_headers(client)
+    owner = await _user_id(client, headers)
+    other = await _user_id(client, await fresh_user_headers(client))
+    notebook_id = await create_notebook(client, headers)
+    cell_id = (await get_notebook(client, headers, notebook_id))["cells"][0]["id"]
+    return headers, owner, other, notebook_id, cell_id
+
+
 @pytest.mark.parametrize(
     ("change", "case"),
     [
@@ -83,11 +93,7 @@ async def test_the_statement_and_explain_give_the_same_answer(
 ) -> None:
     run, names_cell = CHANGES[change]
     which_notebook, which_cell, body, header, status = CASES[case]
-    headers = await fresh_user_headers(client)
-    owner = await _user_id(client, headers)
-    other = await _user_id(client, await fresh_user_headers(client))
-    notebook_id = await create_notebook(client, headers)
-    cell_id = (await get_notebook(client, headers, notebook_id))["cells"][0]["id"]
+    headers, owner, other, notebook_id, cell_id = await _notebook(client)
     target = {"own": notebook_id, "other": notebook_id, "missing": "no-such-notebook"}
     caller = other if which_notebook == "other" else owner
     asked_notebook = target[which_notebook]
@@ -119,11 +125,7 @@ async def test_outputs_follow_the_same_order(
 ) -> None:
     """Outputs carry no revision; their refusals still come from ``explain``."""
     which_notebook, _, _, _, status = CASES[case]
-    headers = await fresh_user_headers(client)
-    owner = await _user_id(client, headers)
-    other = await _user_id(client, await fresh_user_headers(client))
-    notebook_id = await create_notebook(client, headers)
-    cell_id = (await get_notebook(client, headers, notebook_id))["cells"][0]["id"]
+    _, owner, other, notebook_id, cell_id = await _notebook(client)
     caller = other if which_notebook == "other" else owner
     asked = "no-such-notebook" if which_notebook == "missing" else notebook_id
     for asked_cell in (cell_id, "no-such-cell"):
