@@ -14,8 +14,8 @@ import msgspec
 
 from .notebooks import (
     NEW_TYPES,
-    RUN_CASTS,
     RUN_COLUMNS,
+    RUN_TYPES,
     RUNS,
     NewNotebook,
     NotebookKind,
@@ -89,12 +89,10 @@ UPDATE notebooks n
 RETURNING n.id
 """
 DELETE_RUNS = "DELETE FROM cell_runs WHERE notebook_id = ANY($1::text[])"
-_RUN_VALUES = ", ".join(f"t.{name}{RUN_CASTS.get(name, '')}" for name in RunState.__struct_fields__)
-_RUN_ARRAYS = ", ".join(f"${i}::text[]" for i, _ in enumerate(RunState.__struct_fields__, 2))
 INSERT_RUNS = f"""
 INSERT INTO cell_runs (notebook_id, {RUN_COLUMNS})
-SELECT t.notebook_id, {_RUN_VALUES}
-  FROM unnest($1::text[], {_RUN_ARRAYS}) AS t(notebook_id, {RUN_COLUMNS})
+SELECT t.notebook_id, {select_list(RunState, "t")}
+  FROM {unnest(RunState, RUN_TYPES, lead=(("notebook_id", "text"),))}
 """
 
 

@@ -24,7 +24,7 @@ from uuid import UUID
 
 import msgspec
 
-from .rows import arrays, select_list, unnest
+from .rows import arrays, parameters, select_list, unnest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -137,7 +137,14 @@ def with_runs(row: type[R], record: asyncpg.Record) -> R:
 RUN = f"ROW({select_list(RunState, 'r')})"
 RUNS = f"ARRAY(SELECT {RUN} FROM cell_runs r WHERE r.notebook_id = n.id)"
 RUN_COLUMNS = ", ".join(RunState.__struct_fields__)
-RUN_CASTS = {"outputs": "::json"}  # the fields that are not text, cast from text
+# One SQL type per RunState field: how a run state is written.
+RUN_TYPES = {
+    "cell_id": "text",
+    "status": "text",
+    "stdout": "text",
+    "outputs": "json",
+    "error": "text",
+}
 
 OWNED = "n.id = $1 AND n.user_id = $2"
 PRECONDITION = "($3::bigint IS NULL OR n.revision = $3) AND ($4::bigint IS NULL OR n.revision = $4)"
@@ -256,12 +263,9 @@ DELETE_NOTEBOOK = f"DELETE FROM notebooks n WHERE {OWNED} AND {PRECONDITION} RET
 # revision stay as they are.  FOR SHARE waits for a concurrent change of the
 # notebook (a cell deletion holds the row) and then re-checks that the cell
 # is still there.
-_RUN_VALUES = ", ".join(
-    f"${i}::text{RUN_CASTS.get(name, '')}" for i, name in enumerate(RunState.__struct_fields__, 3)
-)
 WRITE_RUN = f"""
 INSERT INTO cell_runs (notebook_id, {RUN_COLUMNS})
-SELECT n.id, {_RUN_VALUES}
+SELECT n.id, {parameters(RunState, RUN_TYPES, first=3)}
   FROM notebooks n
  WHERE {OWNED} AND {_has_cell("$3")}
    FOR SHARE OF n

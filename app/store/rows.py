@@ -29,13 +29,31 @@ def select_list(row: type[msgspec.Struct], alias: str, **expressions: str) -> st
     )
 
 
-def unnest(row: type[msgspec.Struct], types: dict[str, str], first: int = 1) -> str:
-    """``unnest($first::type[], …) AS t(field, …)``: one array parameter per field of ``row``."""
+def _typed(row: type[msgspec.Struct], types: dict[str, str]) -> list[tuple[str, str]]:
     fields = row.__struct_fields__
     if set(types) != set(fields):
         raise ValueError(f"{row.__name__}: give one SQL type per field")
-    arrays = ", ".join(f"${first + i}::{types[name]}[]" for i, name in enumerate(fields))
-    return f"unnest({arrays}) AS t({', '.join(fields)})"
+    return [(name, types[name]) for name in fields]
+
+
+def parameters(row: type[msgspec.Struct], types: dict[str, str], first: int) -> str:
+    """``$first::type, …``: one parameter per field of ``row``, in order."""
+    return ", ".join(f"${i}::{kind}" for i, (_, kind) in enumerate(_typed(row, types), first))
+
+
+def unnest(
+    row: type[msgspec.Struct],
+    types: dict[str, str],
+    first: int = 1,
+    lead: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """``unnest($first::type[], …) AS t(field, …)``: one array parameter per field of ``row``.
+
+    ``lead``: (name, type) of columns before the row's, such as the notebook of a run state.
+    """
+    columns = [*lead, *_typed(row, types)]
+    arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(columns, first))
+    return f"unnest({arrays}) AS t({', '.join(name for name, _ in columns)})"
 
 
 def arrays(row: type[msgspec.Struct], rows: Sequence[msgspec.Struct]) -> list[list[Any]]:
