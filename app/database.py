@@ -155,7 +155,7 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     service).  Cellar never uses advisory locks, cursors outside a
     transaction, LISTEN or SET, so there is nothing to undo.  An open
     transaction is still rolled back: asyncpg does that before calling this.
-    A/B (bench/RESULTS.md, notes): GET 308 → 396 req/s, list 447 → 513 req/s.
+    Measured: docs/decisions.md, "Performance".
     """
 
 

@@ -22,6 +22,7 @@ from app import __version__
 from app.admin import ADMIN_PATH, build_admin
 from app.auth.controllers import AuthController, token_rate_limit
 from app.auth.guards import AuthUser, bearer_auth
+from app.auth.services import AuthService
 from app.auth.tokens import TokenService
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> Litestar:
         external_public_key=settings.auth_public_key,
         external_jwks_url=settings.auth_jwks_url,
     )
+    auth = AuthService()
     users = UserService()
     notebooks = NotebookService(
         settings, ConnectionStringCipher(_required(settings.encryption_key, "ENCRYPTION_KEY"))
@@ -71,7 +73,8 @@ def create_app(settings: Settings) -> Litestar:
     admin = cast("ASGIApp", build_admin(settings))
     observability = Observability(settings, __version__)
 
-    @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=True)
+    # The scope is not copied: the admin puts the full path back for the access log.
+    @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=False)
     async def admin_dashboard(scope: Scope, receive: Receive, send: Send) -> None:
         """Piccolo admin (SPEC §7): its own session login, our engine and pool."""
         await admin(scope, receive, send)
@@ -100,6 +103,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={
             "settings": singleton(settings),
             "tokens": singleton(tokens),
+            "auth": singleton(auth),
             "users": singleton(users),
             "notebooks": singleton(notebooks),
             "health": singleton(health),
@@ -108,7 +112,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         middleware=[
             token_rate_limit(settings.auth_token_rate_limit_per_minute).middleware,
-            bearer_auth(tokens, users),
+            bearer_auth(tokens, auth),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers],

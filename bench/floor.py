@@ -1,24 +1,26 @@
-"""The floor: a minimal Litestar + asyncpg server doing Cellar's queries by hand.
+"""The floor: a minimal Litestar + asyncpg server running Cellar's statements by hand.
 
-It imports nothing from ``app``.  Same schema, same database, same SQL shape
-as Cellar for each benchmarked route, and the least application code around
-it:
+It imports nothing of ``app``: it loads Cellar's store (``app/store``, a
+package that imports nothing else of ``app``) by its file path and sends the
+very same SQL text, with the least application code around it:
 
 * auth, like Cellar: an HS256 bearer token verified with PyJWT (the same
-  secret, issuer and claims) and one primary-key lookup of the user per
-  request (``SELECT is_active FROM users WHERE id = $1``);
-* ``GET /notebooks/{id}``: Cellar's query (the notebook row with its cells,
-  plus the run state of ``cell_runs`` aggregated as JSON in the same
-  statement); the answer carries ``cells`` and ``runs`` side by side as
-  PostgreSQL returned them (passed through as bytes, not merged per cell:
-  that merge is work only Cellar does);
-* ``PUT /notebooks/{id}/cells/{cell_id}``: Cellar's one conditional
-  ``UPDATE`` that merges the new code into the cell, raises the revision and
-  returns the cell with its run state (reads/writes are not recomputed: that
-  analysis is Cellar's work); answers ``{status, revision}``;
-* ``GET /notebooks``: Cellar's list query, encoded with msgspec;
-* ``GET /notebooks/search``: Cellar's search SQL for the two query shapes the
-  benchmark sends (``q`` with trigram substring, and ``writes``).
+  secret, issuer and claims) and the store's one primary-key lookup of the
+  user per request (``users.IS_ACTIVE``);
+* ``GET /notebooks/{id}``: the store's ``notebooks.GET`` (the notebook row
+  with its cells, plus the run state of ``cell_runs`` as nested records in
+  the same statement); the answer carries ``cells`` and ``runs`` side by side
+  as PostgreSQL returned them (cells and outputs passed through as text, not
+  merged per cell: that merge is work only Cellar does);
+* ``PUT /notebooks/{id}/cells/{cell_id}``: the store's ``notebooks.EDIT_CODE``,
+  the one conditional ``UPDATE`` that merges the new code into the cell,
+  raises the revision and returns the cell with its run state (reads/writes
+  are not recomputed: that analysis is Cellar's work); answers
+  ``{status, revision}``;
+* ``GET /notebooks``: the store's ``notebooks.LIST``, encoded with msgspec;
+* ``GET /notebooks/search``: the store's search statement
+  (``search.statement``) for the two query shapes the benchmark sends
+  (``q``, with trigram substring where the indexes exist, and ``writes``).
 
 Run it with uvicorn like Cellar (``--app-dir bench floor:app``); it reads
 ``FLOOR_DATABASE_URL`` and ``FLOOR_SECRET_KEY`` from the environment.
@@ -26,9 +28,12 @@ Run it with uvicorn like Cellar (``--app-dir bench floor:app``); it reads
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
-import re
+import sys
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -39,135 +44,38 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from types import ModuleType
 
+STORE = Path(__file__).resolve().parent.parent / "app" / "store"
+
+
+def load_store(name: str = "cellar_store") -> ModuleType:
+    """Cellar's store package, loaded from its files under another name (no ``app`` import)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, STORE / "__init__.py", submodule_search_locations=[str(STORE)]
+        )
+        assert spec is not None and spec.loader is not None
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[name] = package
+        spec.loader.exec_module(package)
+    return sys.modules[name]
+
+
+store = load_store()
+notebooks = importlib.import_module(f"{store.__name__}.notebooks")
+search_sql = importlib.import_module(f"{store.__name__}.search")
+users = importlib.import_module(f"{store.__name__}.users")
+
+# GET's columns before the nested run states, and where a run state has its outputs.
+NOTEBOOK_FIELDS = notebooks.NotebookRow.__struct_fields__[:-1]
+OUTPUTS = notebooks.RunState.__struct_fields__.index("outputs")
 JSON = "application/json"
 ENCODE = msgspec.json.encode
-
-_GET = """
-SELECT n.id, n.name, n.kind, n.db_conn_string, n.revision, n.created_at, n.updated_at,
-       n.cells,
-       (SELECT json_agg(json_build_array(r.cell_id, r.status, r.stdout, r.outputs, r.error))
-          FROM cell_runs r WHERE r.notebook_id = n.id) AS runs
-  FROM notebooks n
- WHERE n.id = $1 AND n.user_id = $2
-"""
-_LIST = """
-SELECT u.provisioned_at IS NOT NULL AS provisioned,
-       n.id, n.name, n.kind, n.revision, n.cell_count, n.updated_at
-  FROM users u
-  LEFT JOIN notebooks n ON n.user_id = u.id
- WHERE u.id = $1
- ORDER BY n.updated_at DESC, n.id
-"""
-_USER = "SELECT is_active FROM users WHERE id = $1"
-_EDIT_CODE = """
-UPDATE notebooks n
-   SET revision = n.revision + 1, updated_at = now(),
-       cells = (SELECT jsonb_agg(CASE WHEN c ->> 'id' = $3
-                                      THEN c || coalesce($5::jsonb -> (c ->> 'type'),
-                                                         $5::jsonb -> 'raw')
-                                      ELSE c END
-                                 ORDER BY i)
-                  FROM jsonb_array_elements(n.cells) WITH ORDINALITY AS t(c, i))
- WHERE n.id = $1 AND n.user_id = $2 AND n.cells @> $4::jsonb
-   AND ($6::bigint IS NULL OR n.revision = $6) AND ($7::bigint IS NULL OR n.revision = $7)
-RETURNING n.revision,
-          (SELECT c FROM jsonb_array_elements(n.cells) AS c WHERE c ->> 'id' = $3 LIMIT 1) AS cell,
-          (SELECT ROW(r.cell_id, r.status, r.stdout, r.outputs, r.error)
-             FROM cell_runs r WHERE r.notebook_id = n.id AND r.cell_id = $3) AS run
-"""
-
-# Cellar's search statement for ``q`` (full text + trigram substring), reflowed.
-_SEARCH_TEXT = r"""
-WITH hits AS MATERIALIZED (
-    SELECT n.id, n.name, n.cells, n.updated_at,
-           ts_rank_cd(n.name_tsv, (SELECT websearch_to_tsquery('simple', $3)))::float8 + h.text_rank
-           + CASE WHEN n.name ILIKE $4 ESCAPE '\' THEN 0.5::float8 ELSE 0 END
-           + CASE WHEN h.code_substring THEN 0.2::float8 ELSE 0 END
-           AS rank
-      FROM (SELECT id, sum(text_rank) AS text_rank, bool_or(code_substring) AS code_substring
-              FROM (SELECT s.notebook_id AS id,
-                           CASE WHEN s.code_tsv @@ (SELECT websearch_to_tsquery('simple', $3))
-                                THEN ts_rank_cd(s.code_tsv,
-                                                (SELECT websearch_to_tsquery('simple', $3)))
-                                ELSE 0 END::float8 AS text_rank,
-                           s.code ILIKE $4 ESCAPE '\' AS code_substring
-                      FROM cell_search s
-                     WHERE s.user_id = $1
-                       AND (s.code_tsv @@ (SELECT websearch_to_tsquery('simple', $3))
-                            OR s.code ILIKE $4 ESCAPE '\')
-                    UNION ALL
-                    SELECT m.id, 0, false
-                      FROM notebooks m
-                     WHERE m.user_id = $1
-                       AND (m.name_tsv @@ (SELECT websearch_to_tsquery('simple', $3))
-                            OR m.name ILIKE $4 ESCAPE '\')) AS matched
-             GROUP BY id) AS h
-      JOIN notebooks n ON n.id = h.id
-     WHERE n.user_id = $1
-)
-SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
-  FROM (SELECT * FROM hits ORDER BY rank DESC, updated_at DESC, id LIMIT $2) AS n
- CROSS JOIN LATERAL (
-       SELECT coalesce(jsonb_agg(jsonb_build_object('cell_id', c.cell ->> 'id',
-                  'snippet', btrim(regexp_replace(
-                      CASE WHEN to_tsvector('simple', s.code)
-                                @@ (SELECT websearch_to_tsquery('simple', $3))
-                           THEN ts_headline('simple', s.code,
-                                (SELECT websearch_to_tsquery('simple', $3)),
-                                'MaxFragments=1, MaxWords=12, MinWords=3, StartSel=<<, StopSel=>>')
-                           WHEN s.pos > 0
-                           THEN CASE WHEN s.pos > 30 + 1 THEN '…' ELSE '' END
-                                || substr(s.code, greatest(s.pos - 30, 1),
-                                          s.pos - greatest(s.pos - 30, 1))
-                                || '<<' || substr(s.code, s.pos, char_length($3)) || '>>'
-                                || substr(s.code, s.pos + char_length($3), 30)
-                                || CASE WHEN char_length(s.code) >= s.pos + char_length($3) + 30
-                                        THEN '…' ELSE '' END
-                           ELSE left(s.code, 60)
-                                || CASE WHEN char_length(s.code) > 60 THEN '…' ELSE '' END
-                      END, '\s+', ' ', 'g')))
-                  ORDER BY c.idx), '[]'::jsonb) AS matches
-         FROM (SELECT t.cell, t.idx
-                 FROM jsonb_array_elements(n.cells) WITH ORDINALITY AS t(cell, idx)
-                WHERE (to_tsvector('simple', t.cell ->> 'code')
-                          @@ (SELECT websearch_to_tsquery('simple', $3))
-                       OR (t.cell ->> 'code') ILIKE $4 ESCAPE '\')
-                ORDER BY t.idx
-                LIMIT 5) AS c
-        CROSS JOIN LATERAL (SELECT c.cell ->> 'code' AS code,
-                                   strpos(lower(c.cell ->> 'code'), lower($3)) AS pos) AS s) AS m
- ORDER BY n.rank DESC, n.updated_at DESC, n.id
-"""
-
-# Cellar's search statement for ``writes`` (jsonb_path_ops containment), reflowed.
-_SEARCH_WRITES = r"""
-WITH hits AS MATERIALIZED (
-    SELECT n.id, n.name, n.cells, n.updated_at, 0::float8 AS rank
-      FROM notebooks n
-     WHERE n.user_id = $1
-       AND n.cells @> $3::jsonb
-)
-SELECT n.id, n.name, round(n.rank::numeric, 6)::float8 AS rank, m.matches
-  FROM (SELECT * FROM hits ORDER BY rank DESC, updated_at DESC, id LIMIT $2) AS n
- CROSS JOIN LATERAL (
-       SELECT coalesce(jsonb_agg(jsonb_build_object('cell_id', c.cell ->> 'id',
-                  'snippet', btrim(regexp_replace(left(s.code, 60)
-                      || CASE WHEN char_length(s.code) > 60 THEN '…' ELSE '' END,
-                      '\s+', ' ', 'g')))
-                  ORDER BY c.idx), '[]'::jsonb) AS matches
-         FROM (SELECT t.cell, t.idx
-                 FROM jsonb_array_elements(n.cells) WITH ORDINALITY AS t(cell, idx)
-                WHERE t.cell @> ($3::jsonb -> 0)
-                ORDER BY t.idx
-                LIMIT 5) AS c
-        CROSS JOIN LATERAL (SELECT c.cell ->> 'code' AS code) AS s) AS m
- ORDER BY n.rank DESC, n.updated_at DESC, n.id
-"""
-_LIKE_SPECIAL = re.compile(r"([\\%_])")
+CELL_TYPES = ("python", "sql", "markdown", "raw")
 
 SECRET = os.environ.get("FLOOR_SECRET_KEY", "")
-POOL: dict[str, asyncpg.Pool] = {}
+POOL: dict[str, Any] = {}
 
 
 class Update(msgspec.Struct):
@@ -189,7 +97,9 @@ async def user_of(request: Request[Any, Any, Any], conn: asyncpg.Connection) -> 
         )
     except jwt.PyJWTError:
         raise NotAuthorizedException() from None
-    if claims.get("token_use") != "access" or not await conn.fetchval(_USER, claims["sub"]):
+    if claims.get("token_use") != "access" or not await conn.fetchval(
+        users.IS_ACTIVE, claims["sub"]
+    ):
         raise NotAuthorizedException()
     return claims["sub"]
 
@@ -207,24 +117,17 @@ async def health() -> Response[bytes]:
 async def get_notebook(request: Request[Any, Any, Any], notebook_id: str) -> Response[bytes]:
     async with POOL["pool"].acquire() as conn:
         user = await user_of(request, conn)
-        row = await conn.fetchrow(_GET, notebook_id, user)
+        row = await conn.fetchrow(notebooks.GET, notebook_id, user)
     if row is None:
         raise NotFoundException()
-    return json_response(
-        ENCODE(
-            {
-                "id": row["id"],
-                "name": row["name"],
-                "kind": row["kind"],
-                "db_conn_string": row["db_conn_string"],
-                "revision": row["revision"],
-                "created_at": row["created_at"],
-                "updated_at": row["updated_at"],
-                "cells": msgspec.Raw(row["cells"]),
-                "runs": msgspec.Raw(row["runs"] or "[]"),
-            }
-        )
-    )
+    *fields, runs = row
+    notebook = dict(zip(NOTEBOOK_FIELDS, fields, strict=True))
+    notebook["cells"] = msgspec.Raw(notebook["cells"])
+    notebook["runs"] = [
+        [msgspec.Raw(value) if i == OUTPUTS else value for i, value in enumerate(run)]
+        for run in runs
+    ]
+    return json_response(ENCODE(notebook))
 
 
 @put("/notebooks/{notebook_id:str}/cells/{cell_id:str}")
@@ -237,14 +140,13 @@ async def update_cell(
     async with POOL["pool"].acquire() as conn:
         user = await user_of(request, conn)
         row = await conn.fetchrow(
-            _EDIT_CODE,
+            notebooks.EDIT_CODE,
             notebook_id,
             user,
+            None,
+            None,
             cell_id,
-            ENCODE([{"id": cell_id}]).decode(),
-            ENCODE({t: patch for t in ("python", "sql", "markdown", "raw")}).decode(),
-            None,
-            None,
+            ENCODE(dict.fromkeys(CELL_TYPES, patch)).decode(),
         )
     if row is None:
         raise NotFoundException()
@@ -255,7 +157,7 @@ async def update_cell(
 async def list_notebooks(request: Request[Any, Any, Any]) -> Response[bytes]:
     async with POOL["pool"].acquire() as conn:
         user = await user_of(request, conn)
-        rows = await conn.fetch(_LIST, user)
+        rows = await conn.fetch(notebooks.LIST, user)
     return json_response(
         ENCODE(
             {
@@ -280,23 +182,18 @@ async def list_notebooks(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def search(
     request: Request[Any, Any, Any], q: str | None = None, writes: str | None = None
 ) -> Response[bytes]:
+    if q is None and writes is None:
+        raise NotFoundException()
+    statement = search_sql.statement(None, 20, q, None, writes, trigram=POOL["trigram"])
     async with POOL["pool"].acquire() as conn:
         user = await user_of(request, conn)
-        if q is not None:
-            pattern = "%" + _LIKE_SPECIAL.sub(r"\\\1", q) + "%"
-            rows = await conn.fetch(_SEARCH_TEXT, user, 20, q, pattern)
-        elif writes is not None:
-            rows = await conn.fetch(
-                _SEARCH_WRITES, user, 20, ENCODE([{"writes": [writes]}]).decode()
-            )
-        else:
-            raise NotFoundException()
+        rows = await conn.fetch(statement.sql, user, *statement.args[1:])
     return json_response(
         ENCODE(
             {
                 "results": [
                     {
-                        "notebook_id": r["id"],
+                        "notebook_id": r["notebook_id"],
                         "name": r["name"],
                         "rank": r["rank"],
                         "matches": msgspec.Raw(r["matches"]),
@@ -314,6 +211,8 @@ async def lifespan(_: Litestar) -> AsyncIterator[None]:
     POOL["pool"] = await asyncpg.create_pool(
         os.environ["FLOOR_DATABASE_URL"], min_size=1, max_size=10
     )
+    async with POOL["pool"].acquire() as conn:  # as Cellar: asked once
+        POOL["trigram"] = bool(await conn.fetchval(search_sql.TRIGRAM_INDEXES))
     try:
         yield
     finally:

@@ -10,18 +10,16 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import JSONBody
 
 from app.auth.schemas import AccessToken, Credentials, Registered, Registration
+from app.auth.services import AuthService
 from app.auth.tokens import TokenService
 from app.system.openapi import ErrorBody, RateLimitedOperation, error_response, error_responses
-from app.users.services import UserService
 
 TOKEN_PATH = "/auth/token"
 
 
 async def _is_token_request(request: Request[Any, Any, Any]) -> bool:
     # A coroutine: Litestar runs a plain function here in a worker thread, on
-    # every request of every route (≈ 10 % of a GET's samples in py-spy under
-    # bench/run.py's load).  A/B over 6 alternating rounds: GET 298 → 327 req/s,
-    # list 412 → 474 req/s.
+    # every request of every route (measured: docs/decisions.md, "Performance").
     return request.method == "POST" and request.url.path == TOKEN_PATH
 
 
@@ -61,10 +59,10 @@ class AuthController(Controller):
         ),
     )
     async def register(
-        self, data: JSONBody[Registration], users: NamedDependency[UserService]
+        self, data: JSONBody[Registration], auth: NamedDependency[AuthService]
     ) -> Registered:
         """Create a password account; then get a token from `POST /auth/token`."""
-        user_id, email = await users.register(data.email, data.password)
+        user_id, email = await auth.register(data.email, data.password)
         return Registered(id=user_id, email=email)
 
     @post(
@@ -89,13 +87,13 @@ class AuthController(Controller):
     async def token(
         self,
         data: JSONBody[Credentials],
-        users: NamedDependency[UserService],
+        auth: NamedDependency[AuthService],
         tokens: NamedDependency[TokenService],
     ) -> AccessToken:
         """Exchange email and password for a bearer token.
 
         Limited per client address (`AUTH_TOKEN_RATE_LIMIT_PER_MINUTE`, default 20 a minute).
         """
-        user_id = await users.authenticate(data.email, data.password)
+        user_id = await auth.authenticate(data.email, data.password)
         access_token, expires_in = tokens.issue(str(user_id))
         return AccessToken(access_token=access_token, expires_in=expires_in)

@@ -21,8 +21,8 @@ from app.system.outage import DATABASE
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
 
+    from app.auth.services import AuthService
     from app.auth.tokens import TokenService
-    from app.users.services import UserService
 
 OPEN_PATHS = ["^/health$", "^/schema", "^/metrics$", "^/admin"]
 
@@ -34,12 +34,10 @@ class AuthUser(msgspec.Struct, frozen=True):
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    def __init__(
-        self, app: Any, *, tokens: TokenService, users: UserService, **kwargs: Any
-    ) -> None:
+    def __init__(self, app: Any, *, tokens: TokenService, auth: AuthService, **kwargs: Any) -> None:
         super().__init__(app, exclude=OPEN_PATHS, **kwargs)
         self.tokens = tokens
-        self.users = users
+        self.auth = auth
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -53,10 +51,10 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         except TokenError as exc:
             raise NotAuthorizedException(str(exc)) from None
         # Database trouble here propagates to app.errors (503), as in any handler.
-        user_id = await self.users.resolve(identity)
+        user_id = await self.auth.resolve(identity)
         DATABASE.reachable()  # the lookup answered: an outage, if any, is over
         return AuthenticationResult(user=AuthUser(id=user_id), auth=identity)
 
 
-def bearer_auth(tokens: TokenService, users: UserService) -> DefineMiddleware:
-    return DefineMiddleware(BearerAuthMiddleware, tokens=tokens, users=users)
+def bearer_auth(tokens: TokenService, auth: AuthService) -> DefineMiddleware:
+    return DefineMiddleware(BearerAuthMiddleware, tokens=tokens, auth=auth)

@@ -150,11 +150,10 @@ class TokenService:
 
         # Tokens that passed ``verify``, by their exact text: a client sends the
         # same token on every request until it expires, and PyJWT's parsing and
-        # checks cost more than the rest of the authentication (≈ 4 % of a
-        # request's CPU in py-spy under bench/run.py's load; A/B over 5 rounds:
-        # GET 560 → 622 req/s, cell update 202 → 249 req/s).  An entry is used
-        # only while the token's own ``exp`` (plus leeway) has not passed; the
-        # per-request user lookup still catches deactivated users at once.
+        # checks cost more than the rest of the authentication (measured:
+        # docs/decisions.md, "Performance").  An entry is used only while the
+        # token's own ``exp`` (plus leeway) has not passed; the per-request
+        # user lookup still catches deactivated users at once.
         self._verified: dict[str, Identity] = {}
 
         self._jwks_client: jwt.PyJWKClient | None = None

@@ -26,7 +26,8 @@ from typing import Any
 
 import msgspec
 
-from app.notebooks.schemas import Output, RunStatus
+from app.notebooks.schemas import Output
+from app.store.notebooks import RunStatus
 
 STDERR_MIME = "application/vnd.jupyter.stderr"
 STDOUT_MIME = "application/vnd.jupyter.stdout"

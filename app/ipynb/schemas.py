@@ -22,7 +22,8 @@ from typing import Any
 
 import msgspec
 
-from app.notebooks.schemas import RunStatus, StoredCell
+from app.notebooks.schemas import StoredCell
+from app.store.notebooks import RunStatus
 
 EMPTY_LIST = b"[]"
 

@@ -24,38 +24,21 @@ from app.database import connection
 from app.legacy.format import (
     ExportNotebook,
     LegacyError,
-    RunState,
     encode_export,
     export_cell,
     is_safe_file_stem,
 )
 from app.legacy.report import Counts, Report
 from app.notebooks.schemas import StoredCell
+from app.store import legacy, users
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import asyncpg
-
     from app.notebooks.connections import ConnectionStringCipher
+    from app.store.legacy import LegacyRow
 
 _CELLS = msgspec.json.Decoder(list[StoredCell])
-_RUNS = msgspec.json.Decoder(list[tuple[str, str, str, msgspec.Raw, str | None]])
-
-_SELECT = """
-SELECT n.id, u.external_id, n.name, n.db_conn_string, n.revision, n.cells,
-       (SELECT json_agg(json_build_array(r.cell_id, r.status, r.stdout, r.outputs, r.error))
-          FROM cell_runs r WHERE r.notebook_id = n.id) AS runs
-  FROM notebooks n JOIN users u ON u.id = n.user_id
-"""
-_ALL = _SELECT + " ORDER BY n.id"
-_OF_USER = _SELECT + " WHERE u.external_id = $1 ORDER BY n.id"
-_COUNT_ALL = "SELECT count(*) FROM notebooks"
-_COUNT_OF_USER = (
-    "SELECT count(*) FROM notebooks n JOIN users u ON u.id = n.user_id WHERE u.external_id = $1"
-)
-_USER_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE external_id = $1)"
-PREFETCH = 50
 
 
 class LegacyExporter:
@@ -72,17 +55,11 @@ class LegacyExporter:
             connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            if user is not None:
-                if not await conn.fetchval(_USER_EXISTS, user):
-                    raise LegacyError(f"--user: no user with external id {user!r}")
-                total = await conn.fetchval(_COUNT_OF_USER, user)
-                cursor = conn.cursor(_OF_USER, user, prefetch=PREFETCH)
-            else:
-                total = await conn.fetchval(_COUNT_ALL)
-                cursor = conn.cursor(_ALL, prefetch=PREFETCH)
-            self.report.start(int(total), "export")
+            if user is not None and not await users.external_id_exists(conn, user):
+                raise LegacyError(f"--user: no user with external id {user!r}")
+            self.report.start(await legacy.count(conn, user), "export")
             try:
-                async for row in cursor:
+                async for row in legacy.export_rows(conn, user):
                     self._export(directory, row)
                     self.report.advance()
             finally:
@@ -90,29 +67,24 @@ class LegacyExporter:
         self.counts.elapsed = self.report.elapsed()
         return self.counts
 
-    def _export(self, directory: Path, record: asyncpg.Record) -> None:
-        notebook_id: str = record["id"]
+    def _export(self, directory: Path, row: LegacyRow) -> None:
+        notebook_id = row.id
         if not is_safe_file_stem(notebook_id):
             self._failed(notebook_id, "the id cannot be used as a file name")
             return
-        token = record["db_conn_string"]
+        token = row.db_conn_string
         clear = None if token is None else self.cipher.decrypt(token)
         if token is not None and clear is None:
             self._failed(notebook_id, "db_conn_string cannot be decrypted with this ENCRYPTION_KEY")
             return
-        runs = {
-            cell_id: RunState(status, stdout, bytes(outputs), error)
-            for cell_id, status, stdout, outputs, error in (
-                _RUNS.decode(record["runs"]) if record["runs"] else []
-            )
-        }
+        runs = {run.cell_id: run for run in row.runs}
         notebook = ExportNotebook(
             id=notebook_id,
-            user_id=record["external_id"],
-            name=record["name"],
+            user_id=row.owner,
+            name=row.name,
             db_conn_string=clear,
-            revision=record["revision"],
-            cells=[export_cell(cell, runs.get(cell.id)) for cell in _CELLS.decode(record["cells"])],
+            revision=row.revision,
+            cells=[export_cell(cell, runs.get(cell.id)) for cell in _CELLS.decode(row.cells)],
         )
         try:
             write_atomically(directory / f"{notebook_id}.json", encode_export(notebook))
@@ -120,7 +92,7 @@ class LegacyExporter:
             self._failed(notebook_id, f"cannot write: {exc.strerror or exc}")
             return
         self.counts.exported += 1
-        if record["external_id"] is None:
+        if row.owner is None:
             self.counts.notes += 1
             self.report.line(
                 f"note {notebook_id}.json: written without user_id (its owner has no external "

@@ -22,11 +22,12 @@ fixed point.  ``reads``/``writes`` are never trusted: the server recomputes them
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import msgspec
 
-from app.notebooks.schemas import CellType, RunStatus, StoredCell
+from app.notebooks.schemas import CellType, Output, StoredCell
+from app.store.notebooks import NotebookKind, RunState, RunStatus
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -36,8 +37,6 @@ MAX_ID_LENGTH = 255  # notebooks.id, cell_runs.cell_id and users.external_id are
 MAX_REVISION = 2**63 - 1  # bigint
 DEMO_PREFIX = "demo-"
 BLANK_PREFIX = "blank-"
-
-Kind = Literal["user", "blank", "demo"]
 
 
 class FormatError(ValueError):
@@ -220,7 +219,7 @@ def owner_of(notebook: LegacyNotebook, default_owner: str | None) -> str | None:
     return default_owner or None
 
 
-def kind_of(notebook_id: str, owner: str) -> Kind:
+def kind_of(notebook_id: str, owner: str) -> NotebookKind:
     """``demo-<owner>`` and ``blank-<owner>`` are the owner's demo and blank notebooks.
 
     Only the id naming its own owner counts, so each owner has at most one
@@ -254,16 +253,6 @@ def has_run_state(cell: LegacyCell) -> bool:
 # -- comparing with the database ---------------------------------------------------
 
 
-class RunState(NamedTuple):
-    status: str
-    stdout: str
-    outputs: bytes
-    error: str | None
-
-
-IDLE = RunState("idle", "", EMPTY_OUTPUTS, None)
-
-
 class Undecryptable:
     """A stored connection string this ENCRYPTION_KEY cannot read (never equal to a file's)."""
 
@@ -284,7 +273,7 @@ class StoredNotebook:
     db_conn_string: str | Undecryptable | None  # in clear
     revision: int
     cells: list[StoredCell]
-    runs: dict[str, RunState]
+    runs: dict[str, RunState]  # by cell id; a cell without one never ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,20 +353,41 @@ def differences(file: LegacyNotebook, owner: str, stored: StoredNotebook) -> lis
         db_cell = stored_cells.get(cell.id)
         if db_cell is None:
             continue
-        run = stored.runs.get(cell.id, IDLE)
-        pairs: tuple[tuple[str, object, object], ...] = (
-            ("type", cell.type, db_cell.type),
-            ("code", cell.code, db_cell.code),
-            ("metadata", cell.metadata, db_cell.metadata),
-            ("status", cell.status, run.status),
-            ("stdout", cell.stdout, run.stdout),
-            ("outputs", bytes(cell.outputs), run.outputs),
-            ("error", cell.error, run.error),
+        run = stored.runs.get(cell.id) or RunState(cell.id)
+        outputs = bytes(cell.outputs), run.outputs.encode("utf-8")
+        fields: tuple[tuple[str, object, object, bool], ...] = (
+            ("type", cell.type, db_cell.type, cell.type == db_cell.type),
+            ("code", cell.code, db_cell.code, cell.code == db_cell.code),
+            ("metadata", cell.metadata, db_cell.metadata, cell.metadata == db_cell.metadata),
+            ("status", cell.status, run.status, cell.status == run.status),
+            ("stdout", cell.stdout, run.stdout, cell.stdout == run.stdout),
+            ("outputs", *outputs, same_outputs(*outputs)),
+            ("error", cell.error, run.error, cell.error == run.error),
         )
-        for field, mine, theirs in pairs:
-            if mine != theirs:
+        for field, mine, theirs, same in fields:
+            if not same:
                 found.append(Difference(nid, cell.id, field, mine, theirs))
     return found
+
+
+# Outputs as values, in the API's shape (``metadata`` is ``{}`` when left out).
+_OUTPUT_VALUES = msgspec.json.Decoder(list[Output])
+
+
+def same_outputs(file: bytes, stored: bytes) -> bool:
+    """Whether two outputs lists hold the same JSON values, however they are spelled.
+
+    ``PUT …/outputs`` stores outputs re-encoded (compact, ``metadata: {}``
+    filled in) while the import keeps a file's bytes; either way the same
+    outputs are not a difference.  Bytes are compared first: equal bytes
+    (the import's own writes, an export read back) need no decoding.
+    """
+    if file == stored:
+        return True
+    try:
+        return _OUTPUT_VALUES.decode(file) == _OUTPUT_VALUES.decode(stored)
+    except msgspec.DecodeError:
+        return False
 
 
 def analysis_differences(
@@ -418,7 +428,7 @@ class ExportNotebook(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
 
 
 def export_cell(cell: StoredCell, run: RunState | None) -> ExportCell:
-    run = run or IDLE
+    run = run or RunState(cell.id)
     return ExportCell(
         id=cell.id,
         type=cell.type,

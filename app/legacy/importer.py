@@ -43,11 +43,9 @@ from app.legacy.format import (
     UNDECRYPTABLE,
     Difference,
     FormatError,
-    Kind,
     LegacyError,
     LegacyNotebook,
     Limits,
-    RunState,
     StoredNotebook,
     analysis_differences,
     differences,
@@ -61,6 +59,9 @@ from app.legacy.report import Counts, Report
 from app.notebooks.cells import ENCODE, make_cell
 from app.notebooks.schemas import StoredCell
 from app.observability.metrics import count_legacy_import
+from app.store import legacy, notebooks, users
+from app.store.legacy import CellRun, LegacyRow
+from app.store.notebooks import SPECIAL_KIND_INDEX, NewNotebook, NotebookKind, RunState
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -77,62 +78,6 @@ class Mode(StrEnum):
 
 
 _CELLS = msgspec.json.Decoder(list[StoredCell])
-
-_STORED = """
-SELECT n.id, n.user_id, u.external_id, n.name, n.db_conn_string, n.revision, n.cells
-  FROM notebooks n JOIN users u ON u.id = n.user_id
- WHERE n.id = ANY($1::text[])
-"""
-_STORED_RUNS = """
-SELECT notebook_id, cell_id, status, stdout, outputs, error
-  FROM cell_runs WHERE notebook_id = ANY($1::text[])
-"""
-_OWNERS = "SELECT external_id, id FROM users WHERE external_id = ANY($1::text[])"
-_CREATE_OWNERS = """
-WITH wanted AS (SELECT DISTINCT unnest($1::text[]) AS external_id),
-     created AS (
-        INSERT INTO users (external_id)
-        SELECT external_id FROM wanted ORDER BY external_id
-        ON CONFLICT (external_id) DO NOTHING
-        RETURNING external_id, id
-     )
-SELECT external_id, id, true AS created FROM created
-UNION ALL
-SELECT u.external_id, u.id, false FROM users u JOIN wanted w USING (external_id)
-"""
-_SPECIAL_KINDS = """
-SELECT u.external_id, n.kind, n.id
-  FROM notebooks n JOIN users u ON u.id = n.user_id
- WHERE u.external_id = ANY($1::text[]) AND n.kind IN ('blank', 'demo')
-"""
-_INSERT_NOTEBOOKS = """
-INSERT INTO notebooks (id, user_id, name, kind, db_conn_string, revision, cells)
-SELECT t.id, t.user_id, t.name, t.kind, t.token, t.revision, t.cells::jsonb
-  FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-              $7::text[]) AS t(id, user_id, name, kind, token, revision, cells)
-"""
-# "Revision taken from the file when higher": otherwise one more than stored,
-# as for any other change (SPEC §3), computed against the row as it is now.
-_UPDATE_NOTEBOOKS = """
-UPDATE notebooks n
-   SET name = t.name, db_conn_string = t.token, cells = t.cells::jsonb,
-       revision = GREATEST(t.revision, n.revision + 1), updated_at = now()
-  FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[])
-       AS t(id, user_id, name, token, revision, cells)
- WHERE n.id = t.id AND n.user_id = t.user_id
-RETURNING n.id
-"""
-_DELETE_RUNS = "DELETE FROM cell_runs WHERE notebook_id = ANY($1::text[])"
-_INSERT_RUNS = """
-INSERT INTO cell_runs (notebook_id, cell_id, status, stdout, outputs, error)
-SELECT t.notebook_id, t.cell_id, t.status, t.stdout, t.outputs::json, t.error
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-       AS t(notebook_id, cell_id, status, stdout, outputs, error)
-"""
-_MARK_PROVISIONED = (
-    "UPDATE users SET provisioned_at = now() WHERE id = ANY($1::uuid[]) AND provisioned_at IS NULL"
-)
-_SPECIAL_KIND_INDEX = "notebooks_one_special_kind_per_user"
 
 
 def list_files(directory: Path) -> list[str]:
@@ -177,10 +122,6 @@ class _Existing(NamedTuple):
     state: StoredNotebook
 
 
-# notebook_id, cell_id, status, stdout, outputs (JSON text, as in the file), error
-_RunRow = tuple[str, str, str, str, str, str | None]
-
-
 @dataclass(slots=True)
 class _Row:
     """One notebook ready to write: an insert (``new``) or an update listing its ``changes``."""
@@ -188,12 +129,27 @@ class _Row:
     item: _Item
     new: bool
     user_id: UUID | None  # None only in a dry run, for an owner that would be created
-    kind: Kind
+    kind: NotebookKind
     token: str | None
     cells: str
-    runs: list[_RunRow]
+    runs: list[CellRun]
     changes: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def notebook(self) -> NewNotebook:
+        """The notebook to write: inserted when new, else its contents replace the stored ones."""
+        notebook = self.item.notebook
+        assert self.user_id is not None  # only a dry run lacks an owner's id, and writes nothing
+        return NewNotebook(
+            id=notebook.id,
+            user_id=self.user_id,
+            name=notebook.name,
+            kind=self.kind,
+            db_conn_string=self.token,
+            revision=notebook.revision,
+            cells=self.cells,
+            demo_version=None,
+        )
 
 
 class LegacyImporter:
@@ -307,7 +263,8 @@ class LegacyImporter:
 
     async def _process(self, batch: list[_Item], mode: Mode) -> None:
         async with connection() as conn:
-            stored = await self._stored(conn, [item.notebook.id for item in batch])
+            rows = await legacy.by_id(conn, [item.notebook.id for item in batch])
+        stored = {row.id: self._existing(row) for row in rows}
         if mode is Mode.VERIFY:
             self._verify(batch, stored)
             return
@@ -329,17 +286,19 @@ class LegacyImporter:
                 )
             else:
                 changed.append((item, existing, changes))
-        rows: list[_Row] = []
+        prepared: list[_Row] = []
         if new:
             owners = await self._owners(sorted({item.owner for item in new}), mode)
             kinds = await self._kinds(new)
             for item in new:
-                rows.append(self._prepare(item, owners[item.owner], kinds[item.notebook.id], None))
+                prepared.append(
+                    self._prepare(item, owners[item.owner], kinds[item.notebook.id], None)
+                )
         for item, existing, changes in changed:
-            rows.append(self._prepare(item, existing.user_id, "user", existing, changes))
-        if mode is Mode.IMPORT and rows:
-            rows = await self._write_batch(rows)
-        for row in rows:
+            prepared.append(self._prepare(item, existing.user_id, "user", existing, changes))
+        if mode is Mode.IMPORT and prepared:
+            prepared = await self._write_batch(prepared)
+        for row in prepared:
             self._done(row, mode)
 
     def _failed_in_batch(self, name: str, reason: str) -> None:
@@ -361,59 +320,48 @@ class LegacyImporter:
             )
             self.report.line(f"{would}update {row.item.file}: {_clip(fields, 200)}")
 
-    async def _stored(self, conn: asyncpg.Connection, ids: list[str]) -> dict[str, _Existing]:
-        rows = await conn.fetch(_STORED, ids)
-        if not rows:
-            return {}
-        runs: dict[str, dict[str, RunState]] = {}
-        for run in await conn.fetch(_STORED_RUNS, [row["id"] for row in rows]):
-            runs.setdefault(run["notebook_id"], {})[run["cell_id"]] = RunState(
-                run["status"], run["stdout"], run["outputs"].encode("utf-8"), run["error"]
-            )
-        found = {}
-        for row in rows:
-            token = row["db_conn_string"]
-            clear = None if token is None else self.cipher.decrypt(token)
-            state = StoredNotebook(
-                id=row["id"],
-                owner=row["external_id"],
-                name=row["name"],
-                db_conn_string=UNDECRYPTABLE if token is not None and clear is None else clear,
-                revision=int(row["revision"]),
-                cells=_CELLS.decode(row["cells"]),
-                runs=runs.get(row["id"], {}),
-            )
-            found[row["id"]] = _Existing(row["user_id"], token, state)
-        return found
+    def _existing(self, row: LegacyRow) -> _Existing:
+        token = row.db_conn_string
+        clear = None if token is None else self.cipher.decrypt(token)
+        state = StoredNotebook(
+            id=row.id,
+            owner=row.owner,
+            name=row.name,
+            db_conn_string=UNDECRYPTABLE if token is not None and clear is None else clear,
+            revision=row.revision,
+            cells=_CELLS.decode(row.cells),
+            runs={run.cell_id: run for run in row.runs},
+        )
+        return _Existing(row.user_id, token, state)
 
     async def _owners(self, external_ids: list[str], mode: Mode) -> dict[str, UUID | None]:
         """User ids by external id; a real import creates the missing users in one statement."""
         found: dict[str, UUID | None] = dict.fromkeys(external_ids)
         async with connection() as conn:
             if mode is Mode.IMPORT:
-                for row in await conn.fetch(_CREATE_OWNERS, external_ids):
-                    found[row["external_id"]] = row["id"]
-                    self.counts.users_created += bool(row["created"])
+                for user in await users.ensure_external(conn, external_ids):
+                    found[user.external_id] = user.id
+                    self.counts.users_created += user.created
                 if any(value is None for value in found.values()):
                     # Created by someone else after this statement's snapshot.
-                    for row in await conn.fetch(_OWNERS, external_ids):
-                        found[row["external_id"]] = row["id"]
+                    for user in await users.by_external_id(conn, external_ids):
+                        found[user.external_id] = user.id
             else:
-                for row in await conn.fetch(_OWNERS, external_ids):
-                    found[row["external_id"]] = row["id"]
+                for user in await users.by_external_id(conn, external_ids):
+                    found[user.external_id] = user.id
                 unknown = {owner for owner, value in found.items() if value is None}
                 self.counts.users_created += len(unknown - self._would_create)
                 self._would_create |= unknown
         return found
 
-    async def _kinds(self, items: list[_Item]) -> dict[str, Kind]:
+    async def _kinds(self, items: list[_Item]) -> dict[str, NotebookKind]:
         """``demo``/``blank`` for ``demo-<owner>``/``blank-<owner>``; else ``user``, noted.
 
         An owner who already has a notebook of that kind under another id (the
         app provisioned them before the import) keeps it; the file comes in as
         ``user``.  Ids are unique in a directory, so two files never compete.
         """
-        kinds: dict[str, Kind] = {}
+        kinds: dict[str, NotebookKind] = {}
         for item in items:
             kind = kinds[item.notebook.id] = kind_of(item.notebook.id, item.owner)
             prefix = special_prefix(item.notebook.id)
@@ -427,8 +375,8 @@ class LegacyImporter:
         if not special:
             return kinds
         async with connection() as conn:
-            rows = await conn.fetch(_SPECIAL_KINDS, sorted({item.owner for item in special}))
-        taken = {(row["external_id"], row["kind"]): row["id"] for row in rows}
+            held = await legacy.special_notebooks(conn, sorted({item.owner for item in special}))
+        taken = {(notebook.owner, notebook.kind): notebook.id for notebook in held}
         for item in special:
             kind = kinds[item.notebook.id]
             holder = taken.get((item.owner, kind))
@@ -446,7 +394,7 @@ class LegacyImporter:
         self,
         item: _Item,
         user_id: UUID | None,
-        kind: Kind,
+        kind: NotebookKind,
         existing: _Existing | None,
         changes: list[Difference] | None = None,
     ) -> _Row:
@@ -464,8 +412,11 @@ class LegacyImporter:
             token = existing.token  # unchanged: keep the stored token
         else:
             token = None if clear is None else self.cipher.encrypt(clear)
-        runs: list[_RunRow] = [
-            (notebook.id, c.id, c.status, c.stdout, bytes(c.outputs).decode("utf-8"), c.error)
+        runs = [
+            CellRun(
+                notebook.id,
+                RunState(c.id, c.status, c.stdout, bytes(c.outputs).decode("utf-8"), c.error),
+            )
             for c in notebook.cells
             if has_run_state(c)
         ]
@@ -512,7 +463,7 @@ class LegacyImporter:
 
     def _write_failed(self, row: _Row, exc: Exception) -> None:
         if isinstance(exc, asyncpg.UniqueViolationError) and (
-            exc.constraint_name == _SPECIAL_KIND_INDEX
+            exc.constraint_name == SPECIAL_KIND_INDEX
         ):
             reason = (
                 f"owner {row.item.owner!r} got a {row.kind} notebook meanwhile "
@@ -531,34 +482,15 @@ class LegacyImporter:
         provisioned = sorted({row.user_id for row in new if row.kind != "user" and row.user_id})
         async with transaction() as conn:
             if new:
-                await conn.execute(
-                    _INSERT_NOTEBOOKS,
-                    [row.item.notebook.id for row in new],
-                    [row.user_id for row in new],
-                    [row.item.notebook.name for row in new],
-                    [row.kind for row in new],
-                    [row.token for row in new],
-                    [row.item.notebook.revision for row in new],
-                    [row.cells for row in new],
-                )
+                await notebooks.insert(conn, [row.notebook() for row in new])
             if changed:
-                ids = [row.item.notebook.id for row in changed]
-                updated = await conn.fetch(
-                    _UPDATE_NOTEBOOKS,
-                    ids,
-                    [row.user_id for row in changed],
-                    [row.item.notebook.name for row in changed],
-                    [row.token for row in changed],
-                    [row.item.notebook.revision for row in changed],
-                    [row.cells for row in changed],
-                )
-                if len(updated) != len(changed):
+                found = await legacy.replace(conn, [row.notebook() for row in changed])
+                if len(found) != len(changed):
                     raise _Moved("a notebook was deleted or moved to another user meanwhile")
-                await conn.execute(_DELETE_RUNS, ids)
-            if runs:
-                await conn.execute(_INSERT_RUNS, *map(list, zip(*runs, strict=True)))
+                await legacy.delete_runs(conn, found)
+            await legacy.insert_runs(conn, runs)
             if provisioned:
-                await conn.execute(_MARK_PROVISIONED, provisioned)
+                await users.mark_provisioned(conn, provisioned)
 
     # -- verify ---------------------------------------------------------------------------
 

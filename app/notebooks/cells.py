@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import uuid
 from functools import cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
 from app.notebooks.analysis import analyze
 from app.notebooks.demo import load_demo
-from app.notebooks.schemas import CELL_TYPES, Cell, CellType, Output, RunStatus, StoredCell
+from app.notebooks.schemas import CELL_TYPES, Cell, CellType, Output, StoredCell
+
+if TYPE_CHECKING:
+    from app.store.notebooks import RunStatus
 
 ENCODE = msgspec.json.encode
 

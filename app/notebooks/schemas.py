@@ -5,6 +5,8 @@ body is a 400 naming the field before any service code runs; the
 configurable limits (settings) are checked again in the service, which may
 only be stricter.  ``StoredCell`` is the shape inside ``notebooks.cells``;
 ``Cell`` is what the API shows, with the run state merged in.
+``NotebookSummary``, an item of the list, is the list's row as the store
+declares it (``app.store.notebooks``): served as it comes.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
+from app.store.notebooks import NotebookKind, NotebookSummary, RunStatus
+
 # "code": a code cell of an imported notebook in a language other than Python (SPEC §12).
 CellType = Literal["python", "sql", "markdown", "raw", "code"]
 CELL_TYPES: tuple[CellType, ...] = get_args(CellType)
-RunStatus = Literal["idle", "running", "success", "error", "blocked"]
-NotebookKindName = Literal["user", "blank", "demo"]
 
 # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, naming the field,
 # rather than let the database answer 500.
@@ -86,17 +88,6 @@ class Cell(msgspec.Struct, frozen=True):
     error: str | None
 
 
-class NotebookSummary(msgspec.Struct, frozen=True):
-    id: NotebookId
-    name: str | None
-    kind: Annotated[
-        NotebookKindName, msgspec.Meta(description="`blank` and `demo`: the ones made for you.")
-    ]
-    revision: Annotated[int, msgspec.Meta(description="Raised by one by every edit.")]
-    cell_count: int
-    updated_at: datetime
-
-
 class NotebookList(msgspec.Struct, frozen=True):
     notebooks: list[NotebookSummary]
 
@@ -104,7 +95,7 @@ class NotebookList(msgspec.Struct, frozen=True):
 class Notebook(msgspec.Struct, frozen=True):
     id: NotebookId
     name: str | None
-    kind: NotebookKindName
+    kind: NotebookKind
     db_conn_string: Annotated[
         str | None, msgspec.Meta(description="The sql cells' database, password masked as ***.")
     ]

@@ -1,8 +1,9 @@
 """``GET /notebooks/search`` (SPEC §6).
 
 A static path: Litestar prefers it to ``/notebooks/{notebook_id}``, so
-"search" is never taken for a notebook id.  The query-string constraints
-below give early 400s (and the OpenAPI schema); the service checks the rest.
+"search" is never taken for a notebook id.  The parameters' bounds are the
+ones ``SearchQuery`` declares (early 400s, and the OpenAPI schema); building
+the ``SearchQuery`` checks the rest.
 """
 
 from __future__ import annotations
@@ -15,14 +16,7 @@ from litestar.params import QueryParameter
 
 from app.auth.guards import AuthUser
 from app.notebooks.schemas import CellType
-from app.search.schemas import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    MAX_QUERY_LENGTH,
-    MAX_VARIABLE_LENGTH,
-    SearchQuery,
-    SearchResults,
-)
+from app.search.schemas import DEFAULT_LIMIT, SearchQuery, SearchResults, bounds
 from app.search.services import SearchService
 from app.system.openapi import BEARER, error_responses
 
@@ -44,7 +38,7 @@ class SearchController(Controller):
         q: Annotated[
             str | None,
             QueryParameter(
-                max_length=MAX_QUERY_LENGTH,
+                **bounds("q"),
                 description="Full text (web search syntax) and substring over names and code.",
             ),
         ] = None,
@@ -55,12 +49,12 @@ class SearchController(Controller):
         writes: Annotated[
             str | None,
             QueryParameter(
-                max_length=MAX_VARIABLE_LENGTH,
+                **bounds("writes"),
                 description="Only notebooks with a cell that writes this variable.",
             ),
         ] = None,
         limit: Annotated[
-            int, QueryParameter(ge=1, le=MAX_LIMIT, description="How many notebooks at most.")
+            int, QueryParameter(**bounds("limit"), description="How many notebooks at most.")
         ] = DEFAULT_LIMIT,
     ) -> SearchResults:
         """Search the caller's notebooks by text, cell type and written variable, best first."""

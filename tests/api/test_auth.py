@@ -193,3 +193,27 @@ async def test_deactivated_user_token_is_401(client: Any) -> None:
 
     await User.update({User.is_active: False}).where(User.id == uuid.UUID(user["id"]))
     assert (await client.get("/me", headers=auth_headers(token))).status_code == 401
+
+
+async def test_a_weaker_password_hash_is_replaced_on_the_next_login(client: Any) -> None:
+    """The stored hash follows argon2's current parameters (``needs_rehash``)."""
+    from argon2 import PasswordHasher
+
+    from app.auth.passwords import needs_rehash, verify_password
+    from app.database import connection
+
+    user = await register_user(client)
+    weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    assert needs_rehash(weak)
+    async with connection() as conn:
+        await conn.execute(
+            "UPDATE users SET password_hash = $2 WHERE id = $1", uuid.UUID(user["id"]), weak
+        )
+    await login(client, user["email"])
+    async with connection() as conn:
+        stored = await conn.fetchval(
+            "SELECT password_hash FROM users WHERE id = $1", uuid.UUID(user["id"])
+        )
+    assert stored != weak and not needs_rehash(stored)
+    assert verify_password(stored, PASSWORD)
+    await login(client, user["email"])  # and the new hash works

@@ -541,6 +541,23 @@ async def test_move_unknown_cell_is_404(client: Any) -> None:
     assert await _codes(client, headers, notebook_id) == ["a", "b", "c", "d"]
 
 
+async def test_move_unknown_cell_of_an_empty_notebook_is_404(client: Any) -> None:
+    """The cell is looked for before the index is checked against the (empty) list."""
+    headers, notebook_id, blank_id = await _setup(client)
+    response = await client.delete(f"/notebooks/{notebook_id}/cells/{blank_id}", headers=headers)
+    assert response.status_code == 200
+    response = await client.post(
+        f"/notebooks/{notebook_id}/cells/nope/move", json={"index": 0}, headers=headers
+    )
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == "cell not found"
+    response = await client.post(
+        f"/notebooks/{notebook_id}/cells/nope/move", json={"index": 5}, headers=headers
+    )
+    assert response.status_code == 404, response.text
+    assert (await get_notebook(client, headers, notebook_id))["revision"] == 1
+
+
 # -- PUT /notebooks/{id}/cells/{cell_id}/outputs -------------------------------------------
 
 

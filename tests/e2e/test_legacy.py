@@ -632,6 +632,37 @@ def test_verify_lists_each_difference(small: Corpus) -> None:
     assert state(small.good) == snapshot  # verify never writes
 
 
+async def test_outputs_the_api_rewrote_are_the_same_outputs(client: Any, small: Corpus) -> None:
+    """``PUT …/outputs`` stores outputs compactly; verify, dry run and import see no change."""
+    ok(await asyncio.to_thread(cellar, "import-legacy", small.directory))
+    user = small.user("A")
+    demo = f"demo-{user}"
+    first = small.document(demo)["cells"][0]
+    assert first["outputs"]
+    response = await client.put(
+        f"/notebooks/{demo}/cells/{first['id']}/outputs",
+        json={key: first[key] for key in ("status", "stdout", "outputs", "error")},
+        headers=auth_headers(external_token(user)),
+    )
+    assert response.status_code == 200, response.text
+    [stored] = await asyncio.to_thread(
+        query,
+        "SELECT outputs::text AS outputs FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2",
+        demo,
+        first["id"],
+    )
+    assert stored["outputs"].encode() != raw_outputs(small.path(demo))[first["id"]]
+    before = (await asyncio.to_thread(state, [demo]))[demo]
+
+    verify = ok(await asyncio.to_thread(cellar, "import-legacy", "--verify", small.directory))
+    assert f"{len(small.good)} match, 0 differ, 0 missing" in summary_of(verify)
+    dry = ok(await asyncio.to_thread(cellar, "import-legacy", "--dry-run", small.directory))
+    assert "would update 0" in summary_of(dry), dry
+    again = ok(await asyncio.to_thread(cellar, "import-legacy", small.directory))
+    assert summary_of(again).endswith("; nothing to change"), again
+    assert (await asyncio.to_thread(state, [demo]))[demo] == before
+
+
 # -- owners -----------------------------------------------------------------------------------
 
 

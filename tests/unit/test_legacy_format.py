@@ -15,14 +15,12 @@ import pytest
 
 from app.legacy.format import (
     EMPTY_OUTPUTS,
-    IDLE,
     UNDECRYPTABLE,
     Difference,
     ExportNotebook,
     FormatError,
     LegacyError,
     Limits,
-    RunState,
     StoredNotebook,
     analysis_differences,
     differences,
@@ -33,11 +31,13 @@ from app.legacy.format import (
     kind_of,
     owner_of,
     read_notebook,
+    same_outputs,
 )
 from app.legacy.importer import Mode, check_external_id, failure, list_files, summary
 from app.legacy.report import Counts, Report
 from app.notebooks.cells import make_cell
 from app.notebooks.schemas import StoredCell
+from app.store.notebooks import RunState
 
 
 def doc(**fields: Any) -> dict[str, Any]:
@@ -273,7 +273,7 @@ def stored_from(notebook: Any, owner: str = "user_1", **changes: Any) -> StoredN
     """What the database would hold after importing ``notebook``."""
     cells = [make_cell(c.type, c.code, c.id, c.metadata) for c in notebook.cells]
     runs = {
-        c.id: RunState(c.status, c.stdout, bytes(c.outputs), c.error)
+        c.id: RunState(c.id, c.status, c.stdout, bytes(c.outputs).decode(), c.error)
         for c in notebook.cells
         if has_run_state(c)
     }
@@ -329,8 +329,10 @@ def test_every_field_is_compared() -> None:
         stored.cells[2],
     ]
     runs = {
-        "a": stored.runs["a"]._replace(outputs=b'[{"mime_type":"text/plain","data":"2"}]'),
-        "c": stored.runs["c"]._replace(status="success", stdout="x", error=None),
+        "a": msgspec.structs.replace(
+            stored.runs["a"], outputs='[{"mime_type":"text/plain","data":"2"}]'
+        ),
+        "c": msgspec.structs.replace(stored.runs["c"], status="success", stdout="x", error=None),
     }
     changed = stored_from(
         notebook,
@@ -364,7 +366,24 @@ def test_a_cell_without_a_run_row_is_idle() -> None:
         ("c", "status"),
         ("c", "error"),
     ]
-    assert stored.runs.get("b", IDLE) == IDLE
+    assert "b" not in stored.runs
+
+
+def test_outputs_are_compared_as_values() -> None:
+    """Spacing, key order and a left-out ``metadata`` are the same outputs; values are not."""
+    notebook = read(RICH)
+    stored = stored_from(notebook)
+    spelled = '[ {"data": "1", "mime_type": "text/plain"} ]'
+    assert same_outputs(spelled.encode(), b'[{"mime_type":"text/plain","data":"1","metadata":{}}]')
+    assert not same_outputs(spelled.encode(), b'[{"mime_type":"text/plain","data":"2"}]')
+    assert not same_outputs(b"[]", b"not json")
+    compact = msgspec.json.encode(msgspec.json.decode(bytes(notebook.cells[0].outputs))).decode()
+    assert compact.encode() != bytes(notebook.cells[0].outputs)
+    runs = {**stored.runs, "a": msgspec.structs.replace(stored.runs["a"], outputs=compact)}
+    assert differences(notebook, "user_1", stored_from(notebook, runs=runs)) == []
+    other = msgspec.structs.replace(stored.runs["a"], outputs="[]")
+    changed = stored_from(notebook, runs={**stored.runs, "a": other})
+    assert fields(differences(notebook, "user_1", changed)) == [("a", "outputs")]
 
 
 def test_added_removed_and_moved_cells() -> None:
@@ -413,7 +432,7 @@ def test_difference_lines_are_short() -> None:
 
 def test_export_writes_the_legacy_shape_in_order() -> None:
     stored = StoredCell(id="c1", type="python", code="x = 1", writes=["x"])
-    run = RunState("success", "1\n", b'[ {"mime_type": "text/plain", "data": "1"} ]', None)
+    run = RunState("c1", "success", "1\n", '[ {"mime_type": "text/plain", "data": "1"} ]', None)
     notebook = ExportNotebook(
         id="nb1",
         user_id="user_1",
