@@ -42,7 +42,12 @@ Name = Annotated[
 Code = Annotated[
     str, msgspec.Meta(max_length=256 * 1024, pattern=NO_NUL, description="The cell's source.")
 ]
-Position = Annotated[int, msgspec.Meta(ge=0, description="0-based position in the cell list.")]
+# A position is sent to PostgreSQL as an int (jsonb paths): anything larger is out of
+# range for every notebook anyway, and a 400 naming the field rather than a 500.
+MAX_POSITION = 2**31 - 1
+Position = Annotated[
+    int, msgspec.Meta(ge=0, le=MAX_POSITION, description="0-based position in the cell list.")
+]
 ConnectionString = Annotated[
     str,
     msgspec.Meta(max_length=4096, description="A database URL or libpq string; null clears it."),
@@ -128,7 +133,12 @@ class CellCreate(msgspec.Struct, frozen=True):
     code: Code = ""
     index: (
         Annotated[
-            int, msgspec.Meta(ge=0, description="Where to insert (0 = first); absent: at the end.")
+            int,
+            msgspec.Meta(
+                ge=0,
+                le=MAX_POSITION,
+                description="Where to insert (0 = first); absent: at the end.",
+            ),
         ]
         | None
     ) = None
