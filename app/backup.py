@@ -44,6 +44,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
+    import asyncpg
+
     from app.settings import Settings
 
 # Where PostgreSQL client binaries of a given major version live on common systems
@@ -125,7 +127,7 @@ class Target:
 
 def backup(settings: Settings, file: Path, *, embedded: bool, pg_bin: Path | None) -> str:
     """Write a backup of the whole database to ``file``; the line to print on success."""
-    target = libpq_target(_database_url(settings), os.environ)
+    target = _target(settings)
     if file.is_dir():
         raise BackupError(f"cannot write the backup to {file}: it is a directory")
     with _partial_file(file) as partial:  # first: an unwritable path is found at once
@@ -146,6 +148,7 @@ def backup(settings: Settings, file: Path, *, embedded: bool, pg_bin: Path | Non
             dump,
             ["--format=custom", f"--file={partial}", "--no-password", f"--dbname={target.uri}"],
             target,
+            outcome="no backup was written",
         )
         read_archive(partial)  # what pg_dump wrote is an archive we can restore
         os.replace(partial, file)
@@ -159,7 +162,7 @@ def backup(settings: Settings, file: Path, *, embedded: bool, pg_bin: Path | Non
 
 def restore(settings: Settings, file: Path, *, embedded: bool, pg_bin: Path | None) -> str:
     """Load the backup ``file`` into the empty database; the line to print on success."""
-    target = libpq_target(_database_url(settings), os.environ)
+    target = _target(settings)
     archive = read_archive(file)
     server = server_facts(settings, target)
     if server.relations:
@@ -186,7 +189,8 @@ def restore(settings: Settings, file: Path, *, embedded: bool, pg_bin: Path | No
         why=why,
         where=_where(pg_bin, embedded=embedded),
     )
-    listing = _run(tool, ["--list", str(file)], target)
+    nothing = "nothing was restored"
+    listing = _run(tool, ["--list", str(file)], target, outcome=nothing)
     kept = "".join(
         line for line in listing.splitlines(keepends=True) if not EXTENSION_COMMENT.match(line)
     )
@@ -206,7 +210,9 @@ def restore(settings: Settings, file: Path, *, embedded: bool, pg_bin: Path | No
                 str(file),
             ],
             target,
+            outcome=f"{nothing} (one transaction)",
         )
+    _ask(settings, target, "ANALYZE")  # the planner's statistics are not in a backup
     return (
         f"restored {file} into database {server.database!r} (PostgreSQL {server.major}) with "
         f"{tool.path} {tool.major}; serve it with the APP_SECRET_KEY and ENCRYPTION_KEY of "
@@ -292,7 +298,7 @@ def _where(pg_bin: Path | None, *, embedded: bool) -> str:
     return "on PATH or in " + " or ".join(VERSIONED_BIN_DIRS)
 
 
-def _run(client: Client, args: list[str], target: Target) -> str:
+def _run(client: Client, args: list[str], target: Target, *, outcome: str) -> str:
     """Run a client binary to completion and return its stdout; a failure is one line.
 
     A stop signal (Ctrl-C, SIGTERM, SIGHUP) ends the child too and becomes a
@@ -300,37 +306,36 @@ def _run(client: Client, args: list[str], target: Target) -> str:
     """
     from app.server import StopRequested, StopSignals
 
-    command = [str(client.path), *args]
-    with StopSignals():
-        try:
+    child: subprocess.Popen[str] | None = None
+    try:
+        with StopSignals():
             child = subprocess.Popen(
-                command,
+                [str(client.path), *args],
                 env=target.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-        except OSError as exc:
-            raise BackupError(f"cannot run {client.path}: {exc.strerror}") from None
-        try:
             out, err = child.communicate()
-        except StopRequested as stop:
+    except OSError as exc:
+        raise BackupError(f"cannot run {client.path}: {exc.strerror}") from None
+    except StopRequested as stop:
+        if child is not None:
             child.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=10)
             if child.poll() is None:
                 child.kill()
                 child.wait()
-            raise BackupError(
-                f"stopped by {stop.signum.name}: {client.path.name} did not finish; "
-                "nothing was written"
-            ) from None
+        raise BackupError(
+            f"stopped by {stop.signum.name}: {client.path.name} did not finish; {outcome}"
+        ) from None
     if child.returncode != 0:
         raise BackupError(
             target.redact(
                 f"{client.path.name} failed (exit {child.returncode}, {client.path}): "
-                f"{_reason(err, client.path.name)}; nothing was written"
+                f"{_reason(err, client.path.name)}; {outcome}"
             )
         )
     return out
@@ -368,34 +373,53 @@ def libpq_target(database_url: str, environ: Mapping[str, str]) -> Target:
 
 def server_facts(settings: Settings, target: Target) -> Server:
     """The server's major version, the database's name and its tables, in one query."""
+    row = _ask(settings, target, USER_RELATIONS)
+    assert row is not None
+    return Server(int(row["major"]), str(row["database"]), tuple(row["relations"]))
+
+
+def _ask(settings: Settings, target: Target, statement: str) -> asyncpg.Record | None:
+    """One statement on a connection of its own (as the service connects); errors in one line."""
     import asyncio
 
     import asyncpg
 
     from app.database import engine_config
 
-    async def ask() -> Server:
-        connection = await asyncpg.connect(**engine_config(settings))
+    async def ask() -> asyncpg.Record | None:
         try:
-            row = await connection.fetchrow(USER_RELATIONS)
+            connection = await asyncpg.connect(**engine_config(settings))
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise BackupError(f"cannot reach the database at DATABASE_URL: {reason}") from None
+        try:
+            return await connection.fetchrow(statement)
+        except asyncpg.PostgresError as exc:
+            raise BackupError(f"{statement.split()[0]} failed: {exc}") from None
         finally:
             await connection.close()
-        assert row is not None
-        return Server(int(row["major"]), str(row["database"]), tuple(row["relations"]))
 
     try:
         return asyncio.run(ask())
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        reason = str(exc) or type(exc).__name__
+    except BackupError as exc:
+        raise BackupError(target.redact(str(exc))) from None
+
+
+def _target(settings: Settings) -> Target:
+    """Where the tools connect: DATABASE_URL itself, never through a transaction pooler.
+
+    pg_dump and pg_restore set session parameters (``search_path`` to ``''``
+    among them) before their transaction; through PgBouncer in transaction
+    mode those could land on a server connection the service then borrows.
+    """
+    if settings.database_pooler == "pgbouncer":
         raise BackupError(
-            target.redact(f"cannot reach the database at DATABASE_URL: {reason}")
-        ) from None
-
-
-def _database_url(settings: Settings) -> str:
+            "DATABASE_POOLER=pgbouncer: backup and restore need a session of their own; run "
+            "them with DATABASE_URL pointing at PostgreSQL itself and DATABASE_POOLER=none"
+        )
     if settings.database_url is None:  # prepare_environment always sets one
         raise BackupError("DATABASE_URL: required")
-    return settings.database_url
+    return libpq_target(settings.database_url, os.environ)
 
 
 # --------------------------------------------------------------------------- the files

@@ -33,7 +33,13 @@ import httpx
 import pytest
 
 from tests.conftest import with_database
-from tests.e2e.conftest import cellar_executable, cellar_server, env_without_database, run_cli
+from tests.e2e.conftest import (
+    cellar_executable,
+    cellar_server,
+    env_without_database,
+    free_port,
+    run_cli,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -78,6 +84,11 @@ def query(url: str, sql: str) -> list[asyncpg.Record]:
 
 def execute(url: str, sql: str) -> None:
     asyncio.run(_run_sql(url, sql, fetch=False))
+
+
+def public_tables(url: str) -> int:
+    count: int = query(url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")[0][0]
+    return count
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +252,10 @@ def test_a_backup_under_write_load_restores_into_a_fresh_database_and_serves(
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith("cellar: restored "), restored.stdout
     assert migrations_all_ran(target_env) == source_migrations
+    statistics = query(
+        target_env["DATABASE_URL"], "SELECT count(*) FROM pg_stats WHERE tablename = 'notebooks'"
+    )
+    assert statistics[0][0] > 0, "analyzed after the restore: a backup holds no statistics"
 
     with cellar_server(target_env) as copy, httpx.Client(base_url=copy.url) as http:
         token = http.post("/auth/token", json={"email": email, "password": PASSWORD})
@@ -270,21 +285,23 @@ def test_a_backup_under_write_load_restores_into_a_fresh_database_and_serves(
 
 
 def test_the_embedded_default_backs_up_while_serving_with_its_own_pg_dump(
-    tmp_path: Path, fresh_database: Callable[[], str], service_env: dict[str, str]
+    data_dir: Path, workdir: Path, fresh_database: Callable[[], str], service_env: dict[str, str]
 ) -> None:
     """Backup beside a running embedded service; restore into a new data directory with the
-    old secrets (as the docs say); the copy serves the same notebooks."""
-    source_dir, copy_dir = tmp_path / "source", tmp_path / "copy"
-    backup_file = tmp_path / "embedded.dump"
+    old secrets (as the docs say); the copy serves the same notebooks.
+
+    The data directories are not under pytest's ``tmp_path``: pytest resets its root to
+    mode 0700, which pgserver's ``pgserver`` user (as root) must be able to cross.
+    """
+    source_dir, copy_dir = data_dir / "source", data_dir / "copy"
+    backup_file = data_dir / "embedded.dump"
     source_env = env_without_database(CELLAR_DATA_DIR=str(source_dir))
     copy_env = env_without_database(CELLAR_DATA_DIR=str(copy_dir))
-    with cellar_server(
-        source_env, cwd=tmp_path, startup_timeout=EMBEDDED_STARTUP_TIMEOUT
-    ) as source:
+    with cellar_server(source_env, cwd=workdir, startup_timeout=EMBEDDED_STARTUP_TIMEOUT) as source:
         with httpx.Client(base_url=source.url, timeout=10.0) as http:
             headers, email = make_user_with_notebooks(http, count=2)
             before = notebooks_of(http, headers)
-        backup = run_cli(["cellar", "backup", str(backup_file)], source_env, cwd=tmp_path)
+        backup = run_cli(["cellar", "backup", str(backup_file)], source_env, cwd=workdir)
         assert backup.returncode == 0, backup.stderr
         assert source.process.poll() is None, "the service kept running"
         with httpx.Client(base_url=source.url, timeout=10.0) as http:
@@ -294,10 +311,10 @@ def test_the_embedded_default_backs_up_while_serving_with_its_own_pg_dump(
 
     copy_dir.mkdir()
     (copy_dir / "secrets.json").write_bytes((source_dir / "secrets.json").read_bytes())
-    restored = run_cli(["cellar", "restore", str(backup_file)], copy_env, cwd=tmp_path)
+    restored = run_cli(["cellar", "restore", str(backup_file)], copy_env, cwd=workdir)
     assert restored.returncode == 0, restored.stderr
     assert "/pgserver/pginstall/bin/pg_restore" in restored.stdout, restored.stdout
-    with cellar_server(copy_env, cwd=tmp_path, startup_timeout=EMBEDDED_STARTUP_TIMEOUT) as copy:
+    with cellar_server(copy_env, cwd=workdir, startup_timeout=EMBEDDED_STARTUP_TIMEOUT) as copy:
         with httpx.Client(base_url=copy.url, timeout=10.0) as http:
             assert http.get("/me", headers=headers).json()["email"] == email  # same secret key
             assert notebooks_of(http, headers) == before
@@ -345,12 +362,38 @@ def test_restore_of_a_file_that_is_not_a_backup_is_one_line(
     assert "cannot read" in line and "No such file" in line, line
 
 
+def test_a_damaged_backup_restores_nothing(
+    service_env: dict[str, str], fresh_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Its table of contents reads, its last table's data is garbled: the tables before it
+    were created and loaded by then, and the one transaction takes them all back."""
+    whole, cut = tmp_path / "whole.dump", tmp_path / "cut.dump"
+    assert run_cli(["cellar", "backup", str(whole)], service_env).returncode == 0
+    data = whole.read_bytes()
+    cut.write_bytes(data[:-40] + b"\xff" * 40)
+    env = {**service_env, "DATABASE_URL": fresh_database()}
+    line = one_line_error(run_cli(["cellar", "restore", str(cut)], env))
+    assert "pg_restore failed" in line and "nothing was restored (one transaction)" in line
+    assert public_tables(env["DATABASE_URL"]) == 0
+
+
 def test_backup_of_a_database_without_tables_is_refused(
     fresh_database: Callable[[], str], service_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**service_env, "DATABASE_URL": fresh_database()}
     line = one_line_error(run_cli(["cellar", "backup", str(tmp_path / "x.dump")], env))
     assert "has no tables" in line, line
+    assert nothing_left(tmp_path) == []
+
+
+def test_backup_and_restore_refuse_to_go_through_pgbouncer(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    """pg_dump's session settings (search_path = '') must not leak into a pooled connection."""
+    env = {**service_env, "DATABASE_POOLER": "pgbouncer"}
+    for command in ("backup", "restore"):
+        line = one_line_error(run_cli(["cellar", command, str(tmp_path / "b.dump")], env))
+        assert "DATABASE_POOLER=pgbouncer" in line and "DATABASE_POOLER=none" in line, line
     assert nothing_left(tmp_path) == []
 
 
@@ -406,7 +449,7 @@ def test_pg_dump_failing_half_way_leaves_no_file_and_an_older_backup_whole(
     result = run_cli(["cellar", "backup", str(older), "--pg-bin", str(bin_dir)], service_env)
     line = one_line_error(result)
     assert "pg_dump failed (exit 1" in line and 'table "notebooks" failed' in line, line
-    assert "nothing was written" in line
+    assert "no backup was written" in line
     assert nothing_left(out) == ["b.dump"]
     assert older.read_bytes() == b"an older backup"
 
@@ -452,7 +495,7 @@ def test_a_stop_signal_while_pg_dump_writes_leaves_no_file(
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     line = one_line_error(result)
     sig = "SIGTERM" if how.startswith("SIGTERM") else "SIGINT"
-    assert f"stopped by {sig}" in line and "nothing was written" in line, line
+    assert f"stopped by {sig}" in line and "no backup was written" in line, line
     assert nothing_left(out) == []
     fake_pid = int(started.read_text())
     time.sleep(0.2)
@@ -564,6 +607,16 @@ def test_the_password_goes_by_the_environment_never_the_command_line_or_the_outp
         done = run_cli(["cellar", "backup", str(tmp_path / "ok.dump")], env)
         assert done.returncode == 0, done.stderr
         assert password not in done.stdout + done.stderr
+
+    # A server that does not answer: one line, no password, no file.
+    password = f"never-shown-{secrets.token_hex(8)}"
+    closed = f"postgresql://someone:{password}@127.0.0.1:{free_port()}/cellar"
+    unreachable = run_cli(
+        ["cellar", "backup", str(tmp_path / "u.dump")], {**service_env, "DATABASE_URL": closed}
+    )
+    assert "cannot reach the database at DATABASE_URL" in one_line_error(unreachable)
+    assert password not in unreachable.stdout + unreachable.stderr
+    assert not (tmp_path / "u.dump").exists()
 
     # The real pg_dump failing (a role that may not read the tables): one line, no password.
     with role_with_password(database_url, superuser=False) as (url, password):
