@@ -189,8 +189,7 @@ def restore(settings: Settings, file: Path, *, embedded: bool, pg_bin: Path | No
         why=why,
         where=_where(pg_bin, embedded=embedded),
     )
-    nothing = "nothing was restored"
-    listing = _run(tool, ["--list", str(file)], target, outcome=nothing)
+    listing = _run(tool, ["--list", str(file)], target, outcome="nothing was restored")
     kept = "".join(
         line for line in listing.splitlines(keepends=True) if not EXTENSION_COMMENT.match(line)
     )
@@ -210,13 +209,23 @@ def restore(settings: Settings, file: Path, *, embedded: bool, pg_bin: Path | No
                 str(file),
             ],
             target,
-            outcome=f"{nothing} (one transaction)",
+            outcome="nothing was restored, in one transaction" + _newer_hint(tool, server),
         )
     _ask(settings, target, "ANALYZE")  # the planner's statistics are not in a backup
     return (
         f"restored {file} into database {server.database!r} (PostgreSQL {server.major}) with "
         f"{tool.path} {tool.major}; serve it with the APP_SECRET_KEY and ENCRYPTION_KEY of "
         "the service it was taken from"
+    )
+
+
+def _newer_hint(tool: Client, server: Server) -> str:
+    """Why a pg_restore newer than the server may fail (17+ sets transaction_timeout, new in 17)."""
+    if tool.major <= server.major:
+        return ""
+    return (
+        f"; pg_restore {tool.major} is newer than this PostgreSQL {server.major} server: "
+        f"backups taken with pg_dump {server.major} restore with pg_restore {server.major}"
     )
 
 

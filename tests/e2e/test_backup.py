@@ -98,6 +98,23 @@ def server_major(database_url: str) -> int:
     return major
 
 
+@pytest.fixture(scope="module")
+def matching_tools(server_major: int) -> None:
+    """A restore into PostgreSQL N wants pg_dump and pg_restore N (a newer pg_restore may send
+    settings the server does not know); skip, saying so, where they are not installed."""
+    from app.backup import client_major, search_dirs
+
+    for tool in ("pg_dump", "pg_restore"):
+        paths = [directory / tool for directory in search_dirs(None, embedded=False)]
+        majors = {client_major(path) for path in paths if path.is_file()}
+        if server_major not in majors:
+            found = sorted(major for major in majors if major is not None)
+            pytest.skip(
+                f"no {tool} {server_major} for this PostgreSQL {server_major} server (found "
+                f"{found}): install postgresql-client-{server_major} to run the restore tests"
+            )
+
+
 @pytest.fixture
 def fresh_database(database_url: str) -> Iterator[Callable[[], str]]:
     """Empty databases on the session's server (its URL and user), dropped afterwards."""
@@ -219,6 +236,7 @@ def migrations_all_ran(env: dict[str, str]) -> list[str]:
     return rows
 
 
+@pytest.mark.usefixtures("matching_tools")
 def test_a_backup_under_write_load_restores_into_a_fresh_database_and_serves(
     service_env: dict[str, str], fresh_database: Callable[[], str], tmp_path: Path
 ) -> None:
@@ -362,6 +380,7 @@ def test_restore_of_a_file_that_is_not_a_backup_is_one_line(
     assert "cannot read" in line and "No such file" in line, line
 
 
+@pytest.mark.usefixtures("matching_tools")
 def test_a_damaged_backup_restores_nothing(
     service_env: dict[str, str], fresh_database: Callable[[], str], tmp_path: Path
 ) -> None:
@@ -373,7 +392,7 @@ def test_a_damaged_backup_restores_nothing(
     cut.write_bytes(data[:-40] + b"\xff" * 40)
     env = {**service_env, "DATABASE_URL": fresh_database()}
     line = one_line_error(run_cli(["cellar", "restore", str(cut)], env))
-    assert "pg_restore failed" in line and "nothing was restored (one transaction)" in line
+    assert "pg_restore failed" in line and "nothing was restored, in one transaction" in line
     assert public_tables(env["DATABASE_URL"]) == 0
 
 
@@ -557,6 +576,37 @@ def test_a_pg_restore_older_than_the_server_is_a_clear_error(
     line = one_line_error(run_cli(args, env))
     assert f"pg_restore {server_major} or newer is needed" in line, line
     assert f"found {server_major - 1} at {fake}" in line, line
+
+
+@pytest.mark.usefixtures("matching_tools")
+def test_a_pg_restore_newer_than_the_server_says_why_it_may_fail(
+    service_env: dict[str, str],
+    server_major: int,
+    fresh_database: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    """pg_restore 17 and newer set transaction_timeout, which PostgreSQL 16 and older refuse."""
+    from app.backup import client_major, pgserver_bin_dir
+
+    bundled = pgserver_bin_dir()
+    assert bundled is not None
+    newer = client_major(bundled / "pg_restore")
+    assert newer is not None
+    if not server_major < 17 <= newer:
+        pytest.skip(f"pg_restore {newer} into PostgreSQL {server_major} has no such problem")
+    backup_file = tmp_path / "b.dump"
+    assert run_cli(["cellar", "backup", str(backup_file)], service_env).returncode == 0
+    env = {**service_env, "DATABASE_URL": fresh_database()}
+    line = one_line_error(
+        run_cli(["cellar", "restore", str(backup_file), "--pg-bin", str(bundled)], env)
+    )
+    assert "transaction_timeout" in line, line
+    assert line.endswith(
+        f"nothing was restored, in one transaction; pg_restore {newer} is newer than this "
+        f"PostgreSQL {server_major} server: backups taken with pg_dump {server_major} restore "
+        f"with pg_restore {server_major}"
+    ), line
+    assert public_tables(env["DATABASE_URL"]) == 0
 
 
 # --------------------------------------------------------------------------- the password
