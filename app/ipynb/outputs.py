@@ -106,7 +106,7 @@ def run_view(outputs: list[dict[str, Any]], execution_count: int | None) -> RunV
     )
 
 
-def ipynb_outputs(stdout: str, outputs: msgspec.Raw, error: str | None) -> list[dict[str, Any]]:
+def ipynb_outputs(stdout: str, outputs: str, error: str | None) -> list[dict[str, Any]]:
     """nbformat outputs for a run the execution engine wrote (the reverse of ``run_view``).
 
     The API keeps no order between ``stdout`` and the other outputs, nor

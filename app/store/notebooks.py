@@ -131,6 +131,8 @@ class NotebookIdentity(msgspec.Struct, frozen=True):
     kind: NotebookKind
     cells: str
     demo_version: int | None
+    ipynb: str | None  # JSON text, compared as data
+    ipynb_sha256: str | None
 
 
 R = TypeVar("R", bound=msgspec.Struct)
