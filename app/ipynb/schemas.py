@@ -19,11 +19,11 @@ text, ``\\u0000`` included, and nobody queries inside it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-from app.notebooks.schemas import StoredCell
+from app.notebooks.schemas import CurrentRevision, NotebookId, StoredCell
 from app.store.notebooks import RunState
 
 
@@ -85,3 +85,17 @@ class IpynbImport(msgspec.Struct, frozen=True):
     extra: IpynbNotebookExtra
     title: str | None
     warnings: list[str]
+
+
+class IpynbImported(msgspec.Struct, frozen=True):
+    """The notebook an .ipynb became."""
+
+    notebook_id: NotebookId
+    revision: CurrentRevision
+    warnings: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="What was repaired on the way in (cell ids made, keys dropped, a "
+            "v3 upgrade, a title cut to fit), one line each; empty when nothing was."
+        ),
+    ]

@@ -138,7 +138,7 @@ class NotebookIdentity(msgspec.Struct, frozen=True):
 R = TypeVar("R", bound=msgspec.Struct)
 
 
-def with_runs(row: type[R], record: asyncpg.Record) -> R:
+def with_runs(row: type[R], record: asyncpg.Record | tuple[Any, ...]) -> R:
     """A row whose last field is the run states, nested in the record as an array of records."""
     *fields, runs = record
     return row(*fields, [RunState(*run) for run in runs])
