@@ -1,7 +1,7 @@
 """The .ipynb columns' index, check and compression (raw steps after the columns exist).
 
-- ``notebooks_ipynb_sha256``: ``cellar import-ipynb`` asks, for every file,
-  whether the owner already has a notebook imported from the same bytes: a
+- ``notebooks_ipynb_sha256``: ``cellar import-ipynb`` asks whether the owner
+  already has a notebook imported from the same file (name and bytes): a
   partial index on (user_id, ipynb_sha256) of imported notebooks only.
 - ``notebooks_ipynb_sha256_hex``: the hash is 64 lower-case hex digits.
 - lz4 TOAST compression for ``notebooks.ipynb`` and ``cell_runs.ipynb``

@@ -63,7 +63,7 @@ class Prepared(msgspec.Struct, frozen=True):
     name: str
     cells: str  # JSON text of list[StoredCell]
     extra: str  # JSON text of IpynbNotebookExtra
-    sha256: str
+    sha256: str  # import_key
     runs: list[RunState]
     warnings: list[str]
 
@@ -107,12 +107,13 @@ class IpynbService:
         count_ipynb_import("imported")
         return IpynbImported(prepared.notebook_id, revision, prepared.warnings)
 
-    def prepare(self, data: bytes, name: str | None = None) -> Prepared:
+    def prepare(self, data: bytes, name: str | None = None, *, key: str | None = None) -> Prepared:
         """Read, check and encode one .ipynb (pure CPU; raises ``InvalidInput`` or a 413).
 
         ``name`` wins over the notebook's metadata title, which wins over
         "Untitled"; a title longer than the names Cellar keeps is cut, and
-        the warnings say so.
+        the warnings say so.  ``key``: ``import_key(name, data)``, when the
+        caller has it already.
         """
         limits = self.settings
         if len(data) > limits.max_request_body_bytes:
@@ -164,7 +165,7 @@ class IpynbService:
             name=name,
             cells=ENCODE(imported.cells).decode(),
             extra=ENCODE(imported.extra).decode(),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=key or import_key(name, data),
             runs=imported.runs,
             warnings=warnings,
         )
@@ -189,6 +190,17 @@ class IpynbService:
         if row is None:
             raise NotFound("notebook not found")
         return Exported(row.name, await _maybe_in_thread(_size(row), render, row))
+
+
+def import_key(name: str, data: bytes) -> str:
+    """What ``cellar import-ipynb`` knows a file by: SHA-256 of its name and its bytes.
+
+    Stored with the notebook (``notebooks.ipynb_sha256``): a re-run skips a
+    file whose key the owner has, so the same file is imported once, while
+    two files of the same bytes under two names (copies of a template) are
+    two notebooks, and a changed file is a new one.
+    """
+    return hashlib.sha256(name.encode() + b"\x00" + data).hexdigest()
 
 
 def render(row: IpynbRow) -> bytes:

@@ -41,7 +41,7 @@ class ImportedNotebook(NewNotebook, frozen=True):
     """A notebook to insert from an .ipynb: a new notebook plus what §3's shape lacks."""
 
     ipynb: str  # IpynbNotebookExtra as JSON text
-    ipynb_sha256: str  # of the file's bytes, lower-case hex
+    ipynb_sha256: str  # of the name and the file's bytes (import_key), lower-case hex
 
 
 class IpynbRow(msgspec.Struct, frozen=True):
@@ -81,6 +81,9 @@ WITH notebook AS (
 )
 SELECT revision FROM notebook
 """
+IMPORTED_HASHES = (
+    "SELECT ipynb_sha256 FROM notebooks WHERE user_id = $1 AND ipynb_sha256 IS NOT NULL"
+)
 LOCK_HASH = "SELECT pg_advisory_xact_lock(hashtextextended($1::text || ' ' || $2::text, 0))"
 EXPORT = f"SELECT {select_list(IpynbRow, 'n', runs=RUNS_RECORDED)} FROM notebooks n WHERE {OWNED}"
 _EXPORT_ALL = f"""
@@ -104,7 +107,7 @@ async def insert_imported(
     """Insert an imported notebook and its run states; its revision.
 
     ``unless_imported``: insert nothing, and answer None, when the owner has
-    a notebook imported from a file with the same hash.  Call it in a
+    a notebook imported with the same key (``ipynb_sha256``).  Call it in a
     transaction then: the hash is locked first, so that two imports of one
     file cannot both find it absent.
     """
@@ -117,6 +120,11 @@ async def insert_imported(
         unless_imported,
     )
     return None if value is None else int(value)
+
+
+async def imported_hashes(conn: asyncpg.Connection, user_id: UUID) -> list[str]:
+    """The import keys (``ipynb_sha256``) of every notebook the user imported."""
+    return [r[0] for r in await conn.fetch(IMPORTED_HASHES, user_id)]
 
 
 async def export_row(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> IpynbRow | None:
