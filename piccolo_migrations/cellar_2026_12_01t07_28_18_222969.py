@@ -3,9 +3,9 @@
 - ``notebooks.ipynb``: the notebook metadata, ``nbformat_minor`` and per cell
   the attachments and keys of newer minors (``IpynbNotebookExtra``); null for
   notebooks made in Cellar.
-- ``notebooks.ipynb_sha256``: the SHA-256 of the imported file's name and
-  bytes, so that ``cellar import-ipynb`` run again skips files it imported
-  before.
+- ``notebooks.ipynb_sha256``: ``cellar import-ipynb``'s key of the file (the
+  SHA-256 of its name and bytes), so that a run again skips files imported
+  before; null for other notebooks.
 - ``cell_runs.ipynb``: a code cell's outputs and execution count exactly as
   the file had them (``IpynbCellRun``); the engine's next write clears it.
 

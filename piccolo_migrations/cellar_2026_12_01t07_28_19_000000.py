@@ -1,8 +1,10 @@
 """The .ipynb columns' index, check and compression (raw steps after the columns exist).
 
-- ``notebooks_ipynb_sha256``: ``cellar import-ipynb`` asks whether the owner
-  already has a notebook imported from the same file (name and bytes): a
-  partial index on (user_id, ipynb_sha256) of imported notebooks only.
+- ``notebooks_ipynb_sha256``: a user has at most one notebook per
+  ``cellar import-ipynb`` key (the SHA-256 of a file's name and bytes), so
+  a file imported again, by a re-run or by a concurrent run, inserts
+  nothing (``ON CONFLICT DO NOTHING``); a partial unique index over the
+  notebooks that have a key.
 - ``notebooks_ipynb_sha256_hex``: the hash is 64 lower-case hex digits.
 - lz4 TOAST compression for ``notebooks.ipynb`` and ``cell_runs.ipynb``
   where the server has it, as for ``cells`` and ``outputs`` (see the lz4
@@ -19,7 +21,7 @@ VERSION = "1.38.0"
 DESCRIPTION = ".ipynb: the import hash index and check, lz4 for the .ipynb columns"
 
 FORWARDS = [
-    "CREATE INDEX notebooks_ipynb_sha256 ON notebooks (user_id, ipynb_sha256) "
+    "CREATE UNIQUE INDEX notebooks_ipynb_sha256 ON notebooks (user_id, ipynb_sha256) "
     "WHERE ipynb_sha256 IS NOT NULL",
     "ALTER TABLE notebooks ADD CONSTRAINT notebooks_ipynb_sha256_hex "
     "CHECK (ipynb_sha256 ~ '^[0-9a-f]{64}$')",

@@ -14,9 +14,9 @@ the name and bytes it was imported from (``services.import_key``), and a
 file the owner has imported before is ``unchanged`` (nothing written).  A
 changed file is a new notebook (the earlier one stays as the user left it);
 copies of one file under other names are notebooks of their own.  The
-owner's keys are read once up front, so a re-run parses no file; the insert
-itself checks again under a lock on the key, so two runs at once still
-import a file once.
+owner's keys are read once up front, so a re-run parses no file; a unique
+index on (owner, key) decides between two runs at once, so a file is
+imported once.
 
 The producer reads and prepares one file at a time (CPU: nbformat's read
 and validation, the analysis) and hands it to a few workers that write it,
@@ -175,13 +175,14 @@ class IpynbImporter:
                 self._failed(shown, exc.detail)
                 continue
             await queue.put(_Item(shown, prepared))
+            await asyncio.sleep(0)  # let the workers' I/O proceed between files
         for _ in range(self.workers):
             await queue.put(None)
 
     async def _work(self, queue: asyncio.Queue[_Item | None], user_id: UUID) -> None:
         while (item := await queue.get()) is not None:
             try:
-                revision = await self.service.store(user_id, item.prepared, unless_imported=True)
+                revision = await self.service.store(user_id, item.prepared)
             except asyncpg.PostgresError as exc:
                 if isinstance(
                     exc, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError

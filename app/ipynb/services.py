@@ -27,7 +27,7 @@ from uuid import UUID, uuid4
 
 import msgspec
 
-from app.database import connection, transaction
+from app.database import connection
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.ipynb.convert import export_ipynb, import_ipynb
 from app.ipynb.reading import IpynbError
@@ -63,7 +63,7 @@ class Prepared(msgspec.Struct, frozen=True):
     name: str
     cells: str  # JSON text of list[StoredCell]
     extra: str  # JSON text of IpynbNotebookExtra
-    sha256: str  # import_key
+    key: str | None  # import_key, for cellar import-ipynb
     runs: list[RunState]
     warnings: list[str]
 
@@ -78,7 +78,7 @@ class Prepared(msgspec.Struct, frozen=True):
             cells=self.cells,
             demo_version=None,
             ipynb=self.extra,
-            ipynb_sha256=self.sha256,
+            ipynb_sha256=self.key,
         )
 
 
@@ -103,7 +103,7 @@ class IpynbService:
             count_ipynb_import("failed")
             raise
         revision = await self.store(user_id, prepared)
-        assert revision is not None  # only unless_imported skips
+        assert revision is not None  # only an import key can make it skip
         count_ipynb_import("imported")
         return IpynbImported(prepared.notebook_id, revision, prepared.warnings)
 
@@ -112,8 +112,9 @@ class IpynbService:
 
         ``name`` wins over the notebook's metadata title, which wins over
         "Untitled"; a title longer than the names Cellar keeps is cut, and
-        the warnings say so.  ``key``: ``import_key(name, data)``, when the
-        caller has it already.
+        the warnings say so.  ``key``: the import key (``import_key``) that
+        ``cellar import-ipynb`` knows the file by; None for the route, whose
+        every call makes a notebook.
         """
         limits = self.settings
         if len(data) > limits.max_request_body_bytes:
@@ -165,19 +166,19 @@ class IpynbService:
             name=name,
             cells=ENCODE(imported.cells).decode(),
             extra=ENCODE(imported.extra).decode(),
-            sha256=key or import_key(name, data),
+            key=key,
             runs=imported.runs,
             warnings=warnings,
         )
 
-    async def store(
-        self, user_id: UUID, prepared: Prepared, *, unless_imported: bool = False
-    ) -> int | None:
-        """Insert a prepared notebook, one transaction; its revision (None: imported before)."""
-        async with transaction() as conn:
-            return await store.insert_imported(
-                conn, prepared.row(user_id), prepared.runs, unless_imported=unless_imported
-            )
+    async def store(self, user_id: UUID, prepared: Prepared) -> int | None:
+        """Insert a prepared notebook, one transaction; its revision.
+
+        None: the user has a notebook of the same import key (``cellar import-ipynb``
+        imported this file before).
+        """
+        async with connection() as conn:  # one statement: a transaction by itself
+            return await store.insert_imported(conn, prepared.row(user_id), prepared.runs)
 
     # -- export ---------------------------------------------------------------------
 
@@ -195,10 +196,10 @@ class IpynbService:
 def import_key(name: str, data: bytes) -> str:
     """What ``cellar import-ipynb`` knows a file by: SHA-256 of its name and its bytes.
 
-    Stored with the notebook (``notebooks.ipynb_sha256``): a re-run skips a
-    file whose key the owner has, so the same file is imported once, while
-    two files of the same bytes under two names (copies of a template) are
-    two notebooks, and a changed file is a new one.
+    Stored with the notebook (``notebooks.ipynb_sha256``, unique per owner):
+    a re-run skips a file whose key the owner has, so the same file is
+    imported once, while two files of the same bytes under two names (copies
+    of a template) are two notebooks, and a changed file is a new one.
     """
     return hashlib.sha256(name.encode() + b"\x00" + data).hexdigest()
 

@@ -118,7 +118,9 @@ def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
 
     The file's mode is 0600 (legacy files hold secrets in clear) unless ``mode`` is given.
     """
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary name must fit where the final one does (255 bytes): a bounded prefix.
+    start = path.name.encode()[:64].decode(errors="ignore")
+    fd, temporary = tempfile.mkstemp(prefix=f".{start}.", suffix=".tmp", dir=path.parent)
     try:
         if mode is not None:
             os.fchmod(fd, mode)

@@ -74,8 +74,8 @@ class Notebook(Table, tablename="notebooks"):
         length=64,
         null=True,
         default=None,
-        help_text="SHA-256 of the name and bytes of the imported .ipynb file: import-ipynb "
-        "skips files already imported; read-only in the admin.",
+        help_text="cellar import-ipynb's key of the file (SHA-256 of its name and bytes), "
+        "unique per owner, so a re-run skips it; read-only in the admin.",
     )
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())

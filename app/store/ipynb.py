@@ -41,7 +41,9 @@ class ImportedNotebook(NewNotebook, frozen=True):
     """A notebook to insert from an .ipynb: a new notebook plus what §3's shape lacks."""
 
     ipynb: str  # IpynbNotebookExtra as JSON text
-    ipynb_sha256: str  # of the name and the file's bytes (import_key), lower-case hex
+    # cellar import-ipynb's key of the file (SHA-256 of its name and bytes, lower-case hex),
+    # unique per owner; None for the route's imports.
+    ipynb_sha256: str | None
 
 
 class IpynbRow(msgspec.Struct, frozen=True):
@@ -59,20 +61,15 @@ IMPORTED_TYPES = {**NEW_TYPES, "cells": "jsonb", "ipynb": "json", "ipynb_sha256"
 RUNS_RECORDED = (
     f"ARRAY(SELECT ROW({select_list(RunState, 'r')}) FROM cell_runs r WHERE r.notebook_id = n.id)"
 )
-# $1… the notebook's fields; then the run states' arrays; then whether to skip a file
-# the owner imported before (same hash): the check reads the statement's snapshot, so
-# the caller serialises imports of one hash by one owner first (LOCK_HASH).
+# $1… the notebook's fields, then the run states' arrays.  A notebook of the same
+# import key (the unique index on (user_id, ipynb_sha256)) makes it insert nothing:
+# a concurrent import of the same file waits for the first, then does nothing.
 _FIELDS = len(ImportedNotebook.__struct_fields__)
-_RUN_FIELDS = len(RunState.__struct_fields__)
-_SKIP = _FIELDS + _RUN_FIELDS + 1
-_USER = ImportedNotebook.__struct_fields__.index("user_id") + 1
-_HASH = ImportedNotebook.__struct_fields__.index("ipynb_sha256") + 1
 INSERT_IMPORTED = f"""
 WITH notebook AS (
     INSERT INTO notebooks ({", ".join(ImportedNotebook.__struct_fields__)})
-    SELECT {parameters(ImportedNotebook, IMPORTED_TYPES, first=1)}
-     WHERE NOT ${_SKIP}::bool OR NOT EXISTS (
-           SELECT 1 FROM notebooks o WHERE o.user_id = ${_USER} AND o.ipynb_sha256 = ${_HASH})
+    VALUES ({parameters(ImportedNotebook, IMPORTED_TYPES, first=1)})
+    ON CONFLICT (user_id, ipynb_sha256) WHERE ipynb_sha256 IS NOT NULL DO NOTHING
     RETURNING id, revision
 ), runs AS (
     INSERT INTO cell_runs (notebook_id, {RUN_COLUMNS})
@@ -84,7 +81,6 @@ SELECT revision FROM notebook
 IMPORTED_HASHES = (
     "SELECT ipynb_sha256 FROM notebooks WHERE user_id = $1 AND ipynb_sha256 IS NOT NULL"
 )
-LOCK_HASH = "SELECT pg_advisory_xact_lock(hashtextextended($1::text || ' ' || $2::text, 0))"
 EXPORT = f"SELECT {select_list(IpynbRow, 'n', runs=RUNS_RECORDED)} FROM notebooks n WHERE {OWNED}"
 _EXPORT_ALL = f"""
 SELECT coalesce(u.email, u.external_id, u.id::text) AS owner,
@@ -98,26 +94,15 @@ COUNT_OF_USER = "SELECT count(*) FROM notebooks WHERE user_id = $1"
 
 
 async def insert_imported(
-    conn: asyncpg.Connection,
-    notebook: ImportedNotebook,
-    runs: Sequence[RunState],
-    *,
-    unless_imported: bool = False,
+    conn: asyncpg.Connection, notebook: ImportedNotebook, runs: Sequence[RunState]
 ) -> int | None:
-    """Insert an imported notebook and its run states; its revision.
+    """Insert an imported notebook and its run states, one statement; its revision.
 
-    ``unless_imported``: insert nothing, and answer None, when the owner has
-    a notebook imported with the same key (``ipynb_sha256``).  Call it in a
-    transaction then: the hash is locked first, so that two imports of one
-    file cannot both find it absent.
+    None, and nothing written, when the owner has a notebook of the same
+    import key (``ipynb_sha256``).
     """
-    if unless_imported:
-        await conn.execute(LOCK_HASH, str(notebook.user_id), notebook.ipynb_sha256)
     value = await conn.fetchval(
-        INSERT_IMPORTED,
-        *msgspec.structs.astuple(notebook),
-        *arrays(RunState, runs),
-        unless_imported,
+        INSERT_IMPORTED, *msgspec.structs.astuple(notebook), *arrays(RunState, runs)
     )
     return None if value is None else int(value)
 

@@ -202,7 +202,7 @@ def test_exported_files_import_back_as_unchanged_notebooks(
         assert as_read((back / path.name).read_bytes()) == as_read(path.read_bytes()), path.name
 
 
-def test_files_paths_and_copies(tmp_path: Path) -> None:
+def test_files_paths_and_copies(database_url: str, tmp_path: Path) -> None:
     owner = new_user()
     one = tmp_path / "one.ipynb"
     one.write_text(corpus.plots())
@@ -216,7 +216,7 @@ def test_files_paths_and_copies(tmp_path: Path) -> None:
     assert summary_of(again).startswith("imported 0, unchanged 1 (imported before), failed 0")
 
 
-def test_export_of_every_user_goes_into_a_folder_each(tmp_path: Path) -> None:
+def test_export_of_every_user_goes_into_a_folder_each(database_url: str, tmp_path: Path) -> None:
     first, second = new_user(), new_user()
     source = tmp_path / "in"
     source.mkdir()
@@ -247,7 +247,9 @@ def test_export_of_every_user_goes_into_a_folder_each(tmp_path: Path) -> None:
         (["export-ipynb", "{tmp}/out", "--user", "nobody@example.com"], "--user: no user with"),
     ],
 )
-def test_unknown_users_are_one_line_errors(args: list[str], message: str, tmp_path: Path) -> None:
+def test_unknown_users_are_one_line_errors(
+    database_url: str, args: list[str], message: str, tmp_path: Path
+) -> None:
     result = cellar(*(arg.format(tmp=tmp_path) for arg in args))
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"cellar: error: {message}"), result.stderr
