@@ -38,6 +38,7 @@ from app.ipynb.outputs import ipynb_outputs, run_view
 from app.ipynb.reading import CELL_ID, IpynbError, json_strings, read_ipynb
 from app.ipynb.schemas import IpynbCellExtra, IpynbCellRun, IpynbImport, IpynbNotebookExtra
 from app.notebooks.cells import make_cell
+from app.notebooks.schemas import Output
 from app.store.notebooks import RunState
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ APP_MINOR = 5  # SPEC §12: notebooks made in Cellar export as 4.5, whatever nbf
 APP_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 ENCODE = msgspec.json.encode
 _RECORD = msgspec.json.Decoder(IpynbCellRun)
+_SHOWN = msgspec.json.Decoder(list[Output])
 # nbformat's functions are unannotated; these are the types Cellar relies on.
 _from_dict: Callable[[Any], Any] = nbformat.from_dict
 _write: Callable[[Any], str] = nbformat.v4.writes
@@ -209,12 +211,18 @@ def _imported_run(cell_id: str, outputs: list[Any], execution_count: int | None)
     if not outputs and execution_count is None:
         return None
     view = run_view(outputs, execution_count)
-    record = IpynbCellRun(outputs=outputs, execution_count=execution_count)
+    shown = ENCODE(view.outputs).decode()
+    shared = []
+    for api_index, (output, source) in enumerate(zip(view.outputs, view.shown, strict=True)):
+        if source is not None:  # the API holds this data: the record need not hold it too
+            del outputs[source]["data"][output.mime_type]
+            shared.append((source, api_index))
+    record = IpynbCellRun(outputs=outputs, execution_count=execution_count, shared=shared)
     return RunState(
         cell_id=cell_id,
         status=view.status,
         stdout=view.stdout,
-        outputs=ENCODE(view.outputs).decode(),
+        outputs=shown,
         error=view.error,
         ipynb=ENCODE(record).decode(),
     )
@@ -271,5 +279,10 @@ def _outputs(run: RunState | None) -> tuple[list[Any], int | None]:
         return [], None
     if run.ipynb is not None:
         record = _RECORD.decode(run.ipynb)
+        if record.shared:
+            shown = _SHOWN.decode(run.outputs)
+            for source, api_index in record.shared:
+                output = shown[api_index]
+                record.outputs[source]["data"][output.mime_type] = output.data
         return record.outputs, record.execution_count
     return ipynb_outputs(run.stdout, run.outputs, run.error), None

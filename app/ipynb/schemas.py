@@ -27,19 +27,23 @@ from app.notebooks.schemas import CurrentRevision, NotebookId, StoredCell
 from app.store.notebooks import RunState
 
 
-class IpynbCellRun(msgspec.Struct, frozen=True):
+class IpynbCellRun(msgspec.Struct, frozen=True, omit_defaults=True):
     """A code cell's run as the .ipynb recorded it: ``RunState.ipynb``, as JSON text.
 
-    ``outputs`` is the nbformat outputs list exactly as read (every
-    ``output_type``, mime bundle, metadata, stream name, traceback).  It
-    describes the run that produced the API's run state, so when the
-    execution engine writes new outputs for the cell the record is stale and
-    is dropped (the engine's ``RunState`` carries none); the export then
+    ``outputs`` is the nbformat outputs list as read (every ``output_type``,
+    mime bundle, metadata, stream name, traceback), except the data the API
+    shows: ``(i, k)`` in ``shared`` says that output ``i``'s data for the
+    mime of API output ``k`` is API output ``k``'s data (``RunState.outputs``),
+    stored once, there, rather than twice (a figure's PNG would be).  The
+    record describes the run that produced the API's run state, so when the
+    execution engine writes new outputs for the cell it is stale and is
+    dropped (the engine's ``RunState`` carries none); the export then
     derives nbformat outputs from the API's run state instead.
     """
 
     outputs: list[Any] = []
     execution_count: int | None = None
+    shared: list[tuple[int, int]] = []
 
 
 class IpynbCellExtra(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -11,7 +11,8 @@ and store the same rows.  Each use case has a CPU half and a database half:
   run rows, one statement).  The CLI runs the two halves in different tasks
   so that parsing the next file overlaps the database's work on this one.
 * ``export`` reads the notebook with its run records in one statement and
-  ``render`` writes it with nbformat's writer.
+  ``render`` writes it with nbformat's writer; the result is kept
+  (``app.ipynb.cache``) for as long as the notebook stays as it was.
 
 Reading or writing a notebook of megabytes takes tens of milliseconds of
 pure Python; above ``THREAD_BYTES`` it runs in a worker thread so the event
@@ -29,6 +30,7 @@ import msgspec
 
 from app.database import connection
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
+from app.ipynb.cache import ExportCache
 from app.ipynb.convert import export_ipynb, import_ipynb
 from app.ipynb.reading import IpynbError
 from app.ipynb.schemas import IpynbImported, IpynbNotebookExtra
@@ -92,6 +94,7 @@ class Exported(msgspec.Struct, frozen=True):
 class IpynbService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.exports: ExportCache[Exported] = ExportCache(settings.ipynb_export_cache_bytes)
 
     # -- import ---------------------------------------------------------------------
 
@@ -186,11 +189,22 @@ class IpynbService:
         """``GET /notebooks/{id}/ipynb``: the caller's notebook as nbformat 4 JSON."""
         if "\x00" in notebook_id:
             raise NotFound("notebook not found")
+        key = (user_id, notebook_id)
         async with connection() as conn:
+            if self.exports.enabled:
+                stamp = await store.export_stamp(conn, notebook_id, user_id)
+                if stamp is None:
+                    raise NotFound("notebook not found")
+                kept = self.exports.get(key, stamp)
+                if kept is not None:
+                    return kept
             row = await store.export_row(conn, notebook_id, user_id)
         if row is None:
             raise NotFound("notebook not found")
-        return Exported(row.name, await _maybe_in_thread(_size(row), render, row))
+        exported = Exported(row.name, await _maybe_in_thread(_size(row), render, row))
+        if self.exports.enabled:
+            self.exports.put(key, row.stamp, exported, len(exported.data))
+        return exported
 
 
 def import_key(name: str, data: bytes) -> str:

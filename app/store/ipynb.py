@@ -53,9 +53,20 @@ class IpynbRow(msgspec.Struct, frozen=True):
     name: str | None
     cells: str
     ipynb: str | None  # null: made in Cellar
+    stamp: str  # STAMP: changes whenever anything the export writes changes
     runs: list[RunState]  # last: built from the nested records (with_runs)
 
 
+# What the export of notebook ``n`` is made of, in one short text that changes with
+# any of it: the notebook row's version (name, cells, extra: any UPDATE makes a new
+# one, with a new xmin) and every run state's (an upsert writes a new row version:
+# a new xmin and ctid; a deletion changes the count).  Not updated_at: two runs
+# written concurrently can commit in the other order than their clocks say.
+STAMP = (
+    "n.xmin::text || ':' || (SELECT count(*) || ':' || coalesce(bit_xor("
+    "hashtextextended(r.xmin::text || r.ctid::text, 0)), 0) FROM cell_runs r "
+    "WHERE r.notebook_id = n.id)"
+)
 IMPORTED_TYPES = {**NEW_TYPES, "cells": "jsonb", "ipynb": "json", "ipynb_sha256": "text"}
 # The run states of a notebook with their .ipynb records (the API's RUNS leaves them out).
 RUNS_RECORDED = (
@@ -81,10 +92,14 @@ SELECT revision FROM notebook
 IMPORTED_HASHES = (
     "SELECT ipynb_sha256 FROM notebooks WHERE user_id = $1 AND ipynb_sha256 IS NOT NULL"
 )
-EXPORT = f"SELECT {select_list(IpynbRow, 'n', runs=RUNS_RECORDED)} FROM notebooks n WHERE {OWNED}"
+EXPORT = (
+    f"SELECT {select_list(IpynbRow, 'n', stamp=STAMP, runs=RUNS_RECORDED)}"
+    f" FROM notebooks n WHERE {OWNED}"
+)
+EXPORT_STAMP = f"SELECT {STAMP} FROM notebooks n WHERE {OWNED}"
 _EXPORT_ALL = f"""
 SELECT coalesce(u.email, u.external_id, u.id::text) AS owner,
-       {select_list(IpynbRow, "n", runs=RUNS_RECORDED)}
+       {select_list(IpynbRow, "n", stamp=STAMP, runs=RUNS_RECORDED)}
   FROM notebooks n JOIN users u ON u.id = n.user_id
 """
 EXPORT_ALL = _EXPORT_ALL + " ORDER BY owner, n.created_at, n.id"
@@ -115,6 +130,12 @@ async def imported_hashes(conn: asyncpg.Connection, user_id: UUID) -> list[str]:
 async def export_row(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> IpynbRow | None:
     record = await conn.fetchrow(EXPORT, notebook_id, user_id)
     return None if record is None else with_runs(IpynbRow, record)
+
+
+async def export_stamp(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> str | None:
+    """The notebook's ``STAMP`` (None: no such notebook of the user's), without reading it."""
+    value: str | None = await conn.fetchval(EXPORT_STAMP, notebook_id, user_id)
+    return value
 
 
 async def count(conn: asyncpg.Connection, user_id: UUID | None = None) -> int:

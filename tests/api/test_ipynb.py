@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 from urllib.parse import unquote
 
@@ -481,3 +482,99 @@ async def test_limits_are_413_naming_the_limit(client: Any, headers: dict[str, s
     # At the limits themselves, it imports.
     at_limit = corpus._cells(*({**code, "id": f"c{i}", "source": ""} for i in range(2000)))
     await imported(client, headers, at_limit)
+
+
+# -- the export cache -----------------------------------------------------------------------------
+
+
+async def test_a_kept_export_is_served_only_while_the_notebook_is_unchanged(
+    client: Any, headers: dict[str, str]
+) -> None:
+    """Every change the export is made of shows at once: name, code, cells, outputs."""
+    result = await imported(client, headers, corpus.every_output_type(), name="Kept")
+    notebook_id = result["notebook_id"]
+    path = f"/notebooks/{notebook_id}"
+    cells = (await get_notebook(client, headers, notebook_id))["cells"]
+    first = (await export(client, headers, notebook_id)).content
+    assert (await export(client, headers, notebook_id)).content == first
+
+    async def exported() -> Any:
+        return as_read((await export(client, headers, notebook_id)).content)
+
+    renamed = await client.put(f"{path}/name", json={"name": "Renamed"}, headers=headers)
+    assert renamed.status_code == 200
+    answer = await export(client, headers, notebook_id)
+    assert answer.headers["content-disposition"] == 'attachment; filename="Renamed.ipynb"'
+    edited = await client.put(
+        f"{path}/cells/{cells[2]['id']}", json={"code": "z = 3"}, headers=headers
+    )
+    assert edited.status_code == 200
+    assert (await exported())["cells"][2]["source"] == "z = 3"
+    await write_outputs(client, headers, notebook_id, cells[3]["id"], stdout="new\n")
+    assert (await exported())["cells"][3]["outputs"] == [
+        {"output_type": "stream", "name": "stdout", "text": "new\n"}
+    ]
+    await write_outputs(client, headers, notebook_id, cells[3]["id"], stdout="newer\n")
+    assert (await exported())["cells"][3]["outputs"][0]["text"] == "newer\n"
+    deleted = await client.delete(f"{path}/cells/{cells[4]['id']}", headers=headers)
+    assert deleted.status_code == 200
+    assert [cell["id"] for cell in (await exported())["cells"]] == [
+        cell["id"] for cell in cells if cell["id"] != cells[4]["id"]
+    ]
+
+
+async def test_the_export_stamp_changes_with_every_run_written(
+    client: Any, headers: dict[str, str]
+) -> None:
+    """Two run states written in either order (or by two transactions whose clocks disagree)
+    each give the notebook a stamp it never had."""
+    from app.store.ipynb import export_stamp
+
+    result = await imported(client, headers, corpus.every_output_type())
+    notebook_id = result["notebook_id"]
+    notebook = await get_notebook(client, headers, notebook_id)
+    user_id = await _owner(notebook_id)
+    seen = set()
+    async with connection() as conn:
+        seen.add(await export_stamp(conn, notebook_id, user_id))
+    for index, cell in enumerate(notebook["cells"][1:4] * 2):
+        await write_outputs(client, headers, notebook_id, cell["id"], stdout=f"{index}\n")
+        async with connection() as conn:
+            stamp = await export_stamp(conn, notebook_id, user_id)
+        assert stamp not in seen
+        seen.add(stamp)
+    async with connection() as conn:
+        assert await export_stamp(conn, notebook_id, uuid.uuid4()) is None  # not theirs
+
+
+async def _owner(notebook_id: str) -> Any:
+    async with connection() as conn:
+        return await conn.fetchval("SELECT user_id FROM notebooks WHERE id = $1", notebook_id)
+
+
+async def test_an_unchanged_notebook_is_exported_without_reading_it_again(
+    client: Any, headers: dict[str, str], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.ipynb.services import IpynbService
+    from app.store import ipynb as store
+
+    result = await imported(client, headers, corpus.plots())
+    notebook_id = result["notebook_id"]
+    user_id = await _owner(notebook_id)
+    service = IpynbService(settings)
+    first = await service.export(user_id, notebook_id)
+
+    async def unread(*_: Any) -> None:
+        raise AssertionError("read again")
+
+    monkeypatch.setattr(store, "export_row", unread)
+    assert await service.export(user_id, notebook_id) == first  # from the cache
+    renamed = await client.put(
+        f"/notebooks/{notebook_id}/name", json={"name": "changed"}, headers=headers
+    )
+    assert renamed.status_code == 200
+    with pytest.raises(AssertionError, match="read again"):
+        await service.export(user_id, notebook_id)
+    uncached = IpynbService(msgspec.structs.replace(settings, ipynb_export_cache_bytes=0))
+    with pytest.raises(AssertionError, match="read again"):
+        await uncached.export(user_id, notebook_id)

@@ -117,14 +117,22 @@ def test_future_minor_keys_are_kept_beside_the_cells() -> None:
     assert imported.extra.cells[imported.cells[1].id].keys == {"collapsed_outputs": [0, 2]}
 
 
-def test_outputs_are_not_in_the_cells_document() -> None:
+def test_outputs_are_not_in_the_cells_document_and_are_stored_once() -> None:
     text = corpus.four_mb_images()
     imported = import_ipynb(text)
     assert len(text) > 4_000_000
     assert len(msgspec.json.encode(imported.cells)) < 30_000
     run = runs_of(imported)[imported.cells[0].id]
     assert run.ipynb is not None
-    assert json.loads(run.ipynb)["outputs"][0]["data"]["image/png"].endswith("\n")
+    # The figure is in the API's outputs, as read (base64 with its newline) ...
+    assert json.loads(run.outputs)[0]["data"].endswith("\n")
+    # ... and the record says so instead of holding it again.
+    record = json.loads(run.ipynb)
+    assert record["shared"] == [[0, 0]]
+    assert "image/png" not in record["outputs"][0]["data"]
+    assert record["outputs"][0]["data"]["text/plain"] == "<Figure size 640x480>"
+    stored = sum(len(r.outputs) + len(r.ipynb or "") for r in imported.runs)
+    assert stored < len(text) * 1.05
 
 
 # -- what the app shows ------------------------------------------------------------------------
