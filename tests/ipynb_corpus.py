@@ -805,6 +805,14 @@ BROKEN: dict[str, tuple[bytes, str]] = {
         ),
         "cells[0].outputs[0]: output_type 'update_display_data' is not one nbformat 4 files hold",
     ),
+    "future_cell_type": (
+        _cells(
+            {**_CODE, "outputs": []},
+            {"cell_type": "future cell", "id": "f", "metadata": {}, "key": "value"},
+            nbformat_minor=99,
+        ),
+        "cells[1]: cell_type 'future cell' is not one Cellar can keep",
+    ),
     "heading_cell_in_v4": (
         _cells({"cell_type": "heading", "id": "h", "metadata": {}, "source": "# x", "level": 1}),
         "cells[0]: cell_type 'heading' is not one nbformat 4 has",

@@ -80,6 +80,12 @@ def import_ipynb(data: bytes | str) -> IpynbImport:
     taken: set[str] = set()
     for index, cell in enumerate(notebook.cells):
         where = f"cells[{index}]"
+        if cell.cell_type not in ("code", "markdown", "raw"):
+            # nbformat lets a minor newer than it knows have cell types it does not.
+            raise IpynbError(
+                where,
+                f"cell_type {cell.cell_type!r} is not one Cellar can keep (code, markdown, raw)",
+            )
         source: str = cell.source
         if "\x00" in source:
             raise IpynbError(f"{where}.source", "contains U+0000, which PostgreSQL cannot store")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["Exported", "IpynbService", "Prepared", "render"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "Untitled"
 # Above this many bytes, reading or writing a notebook runs in a worker thread.
@@ -132,6 +134,13 @@ class IpynbService:
             imported = import_ipynb(data)
         except IpynbError as exc:
             raise InvalidInput(exc.where, exc.problem) from None
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            # A document nbformat accepted in a shape the import did not foresee: a bug
+            # to fix (logged with its traceback), and for the client still a 400.
+            log.warning("an .ipynb nbformat accepts could not be imported", exc_info=exc)
+            raise InvalidInput(
+                "notebook", f"cannot be imported ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
         warnings = list(imported.warnings)
         if len(imported.cells) > limits.max_cells_per_notebook:
             raise PayloadTooLarge(
