@@ -39,6 +39,14 @@ def _load_settings() -> tuple[Settings, bool]:
     return Settings.from_env(os.environ), embedded
 
 
+def _settings_and_schema() -> Settings:
+    """Settings for a command that works on the data: the embedded server gets its schema."""
+    settings, embedded = _load_settings()
+    if embedded:
+        _apply_migrations()
+    return settings
+
+
 def _apply_migrations() -> None:
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
@@ -202,9 +210,7 @@ def import_legacy(args: argparse.Namespace) -> None:
     from app.legacy.importer import LegacyImporter, Mode, failure, summary
 
     mode = Mode.VERIFY if args.verify else Mode.DRY_RUN if args.dry_run else Mode.IMPORT
-    settings, embedded = _load_settings()
-    if embedded:
-        _apply_migrations()
+    settings = _settings_and_schema()
     importer = LegacyImporter(settings, _cipher(settings))
     counts = _with_pool(
         settings,
@@ -219,9 +225,7 @@ def import_legacy(args: argparse.Namespace) -> None:
 def export_legacy(args: argparse.Namespace) -> None:
     from app.legacy.exporter import LegacyExporter, summary
 
-    settings, embedded = _load_settings()
-    if embedded:
-        _apply_migrations()
+    settings = _settings_and_schema()
     exporter = LegacyExporter(_cipher(settings))
     directory = Path(args.directory)
     counts = _with_pool(settings, lambda: exporter.run(directory, user=args.user))
@@ -234,9 +238,7 @@ def import_ipynb(args: argparse.Namespace) -> None:
     from app.ipynb.importer import IpynbImporter, failure, summary
     from app.ipynb.services import IpynbService
 
-    settings, embedded = _load_settings()
-    if embedded:
-        _apply_migrations()
+    settings = _settings_and_schema()
     importer = IpynbImporter(IpynbService(settings))
     paths = [Path(path) for path in args.paths]
     counts = _with_pool(settings, lambda: importer.run(paths, args.owner))
@@ -250,9 +252,7 @@ def export_ipynb(args: argparse.Namespace) -> None:
     from app.ipynb.exporter import IpynbExporter
     from app.legacy.exporter import summary
 
-    settings, embedded = _load_settings()
-    if embedded:
-        _apply_migrations()
+    settings = _settings_and_schema()
     exporter = IpynbExporter()
     directory = Path(args.directory)
     counts = _with_pool(settings, lambda: exporter.run(directory, user=args.user))
