@@ -40,6 +40,14 @@ def _load_settings() -> tuple[Settings, bool]:
     return Settings.from_env(os.environ), embedded
 
 
+def _settings_and_schema() -> Settings:
+    """Settings for a command that works on the data: the embedded server gets its schema."""
+    settings, embedded = _load_settings()
+    if embedded:
+        _apply_migrations()
+    return settings
+
+
 def _apply_migrations() -> None:
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
@@ -165,6 +173,7 @@ def _with_pool(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     import asyncpg
 
     from app.database import get_engine, pool_options
+    from app.ipynb.importer import FilesError
     from app.legacy.format import LegacyError
 
     async def run() -> T:
@@ -180,7 +189,7 @@ def _with_pool(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
-    except LegacyError as exc:
+    except (LegacyError, FilesError) as exc:
         raise CliError(str(exc)) from None
     except asyncpg.UndefinedTableError as exc:
         raise CliError(
@@ -202,9 +211,7 @@ def import_legacy(args: argparse.Namespace) -> None:
     from app.legacy.importer import LegacyImporter, Mode, failure, summary
 
     mode = Mode.VERIFY if args.verify else Mode.DRY_RUN if args.dry_run else Mode.IMPORT
-    settings, embedded = _load_settings()
-    if embedded:
-        _apply_migrations()
+    settings = _settings_and_schema()
     importer = LegacyImporter(settings, _cipher(settings))
     counts = _with_pool(
         settings,
@@ -219,9 +226,7 @@ def import_legacy(args: argparse.Namespace) -> None:
 def export_legacy(args: argparse.Namespace) -> None:
     from app.legacy.exporter import LegacyExporter, summary
 
-    settings, embedded = _load_settings()
-    if embedded:
-        _apply_migrations()
+    settings = _settings_and_schema()
     exporter = LegacyExporter(_cipher(settings))
     directory = Path(args.directory)
     counts = _with_pool(settings, lambda: exporter.run(directory, user=args.user))
@@ -238,6 +243,33 @@ def backup_or_restore(args: argparse.Namespace) -> None:
     run = backup.backup if args.command == "backup" else backup.restore
     pg_bin = Path(args.pg_bin) if args.pg_bin else None
     print(f"cellar: {run(settings, Path(args.file), embedded=embedded, pg_bin=pg_bin)}")
+
+
+def import_ipynb(args: argparse.Namespace) -> None:
+    from app.ipynb.importer import IpynbImporter, failure, summary
+    from app.ipynb.services import IpynbService
+
+    settings = _settings_and_schema()
+    importer = IpynbImporter(IpynbService(settings))
+    paths = [Path(path) for path in args.paths]
+    counts = _with_pool(settings, lambda: importer.run(paths, args.owner))
+    importer.report.line(summary(counts))
+    reason = failure(counts)
+    if reason is not None:
+        raise CliError(reason)
+
+
+def export_ipynb(args: argparse.Namespace) -> None:
+    from app.ipynb.exporter import IpynbExporter
+    from app.legacy.exporter import summary
+
+    settings = _settings_and_schema()
+    exporter = IpynbExporter()
+    directory = Path(args.directory)
+    counts = _with_pool(settings, lambda: exporter.run(directory, user=args.user))
+    exporter.report.line(summary(counts, directory))
+    if counts.failed:
+        raise CliError(f"{counts.failed} notebooks could not be exported")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -265,6 +297,12 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
     return number
+
+
+def _existing_path(value: str) -> str:
+    if not Path(value).exists():
+        raise argparse.ArgumentTypeError(f"no such file or directory: {value!r}")
+    return value
 
 
 def _existing_directory(value: str) -> str:
@@ -389,7 +427,48 @@ def _parser() -> argparse.ArgumentParser:
             help="take pg_dump/pg_restore from DIR only (its version is still checked)",
         )
         command.set_defaults(handler=backup_or_restore, command_parser=command)
-    for command in (run, admin, legacy_in, legacy_out):  # for errors named after the command
+
+    ipynb_in = commands.add_parser(
+        "import-ipynb",
+        help="import Jupyter notebooks (.ipynb files, or folders of them)",
+        description="Import .ipynb files as notebooks of one user, as POST /notebooks/import "
+        "does (the same repairs, refusals and limits), one transaction per file, each notebook "
+        "named after its file. Folders are "
+        "searched recursively for *.ipynb (hidden files and folders, such as "
+        ".ipynb_checkpoints, left out). Re-running is idempotent: a file whose bytes the user "
+        "imported before is counted unchanged and not imported again; a changed file is a "
+        "new notebook. Files that cannot be imported are reported and the rest imported. "
+        "Ends with a summary; exits 1 if any file failed.",
+    )
+    ipynb_in.add_argument(
+        "paths", metavar="PATH", nargs="+", type=_existing_path, help=".ipynb file or folder"
+    )
+    ipynb_in.add_argument(
+        "--owner",
+        metavar="EMAIL_OR_EXTERNAL_ID",
+        required=True,
+        help="the user the notebooks are for: their email, or their identity provider's "
+        "subject (external id); the user must exist",
+    )
+    ipynb_in.set_defaults(handler=import_ipynb)
+
+    ipynb_out = commands.add_parser(
+        "export-ipynb",
+        help="export notebooks as Jupyter notebooks (.ipynb files)",
+        description="Write every notebook as an .ipynb file, as GET /notebooks/{id}/ipynb "
+        "answers it: into DIR/<user>/ (the user's email, else external id, else id), or, with "
+        "--user, into DIR itself. Files are named after their notebooks (name.ipynb, "
+        "name (2).ipynb, ...) and replaced atomically.",
+    )
+    ipynb_out.add_argument(
+        "directory", metavar="DIR", help="directory to write (created if needed)"
+    )
+    ipynb_out.add_argument(
+        "--user", metavar="EMAIL_OR_EXTERNAL_ID", help="export only this user's notebooks"
+    )
+    ipynb_out.set_defaults(handler=export_ipynb)
+    # For errors named after the command.
+    for command in (run, admin, legacy_in, legacy_out, ipynb_in, ipynb_out):
         command.set_defaults(command_parser=command)
     return parser
 

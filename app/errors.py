@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING, Any
 from litestar import MediaType, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.responses import create_exception_response
-from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
 from app.system.outage import (
     DATABASE,
@@ -66,6 +70,12 @@ class InvalidInput(CellarError):
 
 class PayloadTooLarge(InvalidInput):
     status_code = 413
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A body in a format the route does not take (``field`` is the header)."""
+
+    status_code = 415
 
 
 class Duplicate(CellarError):
@@ -121,7 +131,9 @@ def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Re
     return Response(content=body, status_code=HTTP_400_BAD_REQUEST, media_type=MediaType.JSON)
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+        return _cellar_error(request, _body_too_large(request))
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
@@ -133,6 +145,14 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         status_code=exc.status_code,
         media_type=MediaType.JSON,
         headers=headers or None,
+    )
+
+
+def _body_too_large(request: Request[Any, Any, Any]) -> PayloadTooLarge:
+    """Litestar's own 413 says "Request Entity Too Large"; this one names the limit."""
+    limit = request.route_handler.resolve_request_max_body_size()
+    return PayloadTooLarge(
+        "body", f"larger than the {limit} bytes a request may carry (MAX_REQUEST_BODY_BYTES)"
     )
 
 

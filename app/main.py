@@ -26,6 +26,8 @@ from app.auth.services import AuthService
 from app.auth.tokens import TokenService
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
+from app.ipynb.controllers import IpynbController
+from app.ipynb.services import IpynbService
 from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
 from app.notebooks.services import NotebookService
@@ -66,6 +68,7 @@ def create_app(settings: Settings) -> Litestar:
     notebooks = NotebookService(
         settings, ConnectionStringCipher(_required(settings.encryption_key, "ENCRYPTION_KEY"))
     )
+    ipynb = IpynbService(settings)
     health = HealthService(engine, timeout=settings.health_timeout_seconds)
     search = SearchService()
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
@@ -97,6 +100,7 @@ def create_app(settings: Settings) -> Litestar:
             AuthController,
             MeController,
             NotebookController,
+            IpynbController,
             SearchController,
             admin_dashboard,
         ],
@@ -106,6 +110,7 @@ def create_app(settings: Settings) -> Litestar:
             "auth": singleton(auth),
             "users": singleton(users),
             "notebooks": singleton(notebooks),
+            "ipynb": singleton(ipynb),
             "health": singleton(health),
             "search": singleton(search),
             "current_user": Provide(_current_user, sync_to_thread=False),

@@ -55,6 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_name_length: Annotated[int, msgspec.Meta(ge=1, le=255)] = 255
     max_request_body_bytes: PositiveInt = 32 * MIB
     max_cell_outputs_bytes: PositiveInt = 16 * MIB
+    # Exports kept per process while their notebook is unchanged (app.ipynb.cache); 0: none.
+    ipynb_export_cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * MIB
     health_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.5
     # The admin's session cookie: Secure (HTTPS only) when true; set it behind TLS.
     admin_secure_cookies: bool = False

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
@@ -49,10 +50,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from cryptography.fernet import Fernet
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -153,9 +158,10 @@ def run(command: list[str], env: dict[str, str]) -> tuple[float, str]:
     return elapsed, result.stdout.strip().splitlines()[-1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--notebooks", type=int, default=5000)
+def arguments(description: str, notebooks: int) -> argparse.Namespace:
+    """The options every import benchmark takes (``--notebooks`` defaults to ``notebooks``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--notebooks", type=int, default=notebooks)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--pg-url",
@@ -163,10 +169,17 @@ def main() -> None:
         or "postgresql://postgres@127.0.0.1:5432/postgres",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and the files")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    database = f"cellar_bench_legacy_{secrets.token_hex(4)}"
-    directory = Path(tempfile.mkdtemp(prefix="cellar-legacy-bench-"))
+
+@contextlib.contextmanager
+def scratch(args: argparse.Namespace, name: str) -> Iterator[tuple[dict[str, str], Path]]:
+    """(environment, directory): a migrated scratch database and a temporary directory.
+
+    Both are removed at the end unless ``--keep``.
+    """
+    database = f"cellar_bench_{name}_{secrets.token_hex(4)}"
+    directory = Path(tempfile.mkdtemp(prefix=f"cellar-{name}-bench-"))
     env = {
         **os.environ,
         "DATABASE_URL": with_database(args.pg_url, database),
@@ -181,28 +194,43 @@ def main() -> None:
             capture_output=True,
             check=True,
         )
-        size = generate(directory, args.notebooks, args.seed)
-        print(f"corpus: {args.notebooks} files, {size / 1e6:.1f} MB in {directory}")
-        cellar = str(VENV_BIN / "cellar")
-        for label, command in (
-            ("import", [cellar, "import-legacy", str(directory)]),
-            ("re-import (unchanged)", [cellar, "import-legacy", str(directory)]),
-            ("export", [cellar, "export-legacy", str(directory / "export")]),
-        ):
-            elapsed, summary = run(command, env)
-            rate = re.search(r"\((\d+) notebooks/s\)", summary)
-            print(f"{label}: {summary}")
-            print(
-                f"{label}: wall clock {elapsed:.2f} s for the whole process = "
-                f"{args.notebooks / elapsed:.0f} notebooks/s (command's own rate: "
-                f"{rate.group(1) if rate else '?'} notebooks/s)"
-            )
+        yield env, directory
     finally:
         if args.keep:
             print(f"kept database {database} and {directory}")
         else:
             asyncio.run(_admin(args.pg_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def measure(commands: list[tuple[str, list[str]]], env: dict[str, str], notebooks: int) -> None:
+    """Run each command; print its summary line, its own rate and the wall-clock rate."""
+    for label, command in commands:
+        elapsed, summary = run(command, env)
+        rate = re.search(r"\((\d+) notebooks/s\)", summary)
+        print(f"{label}: {summary}")
+        print(
+            f"{label}: wall clock {elapsed:.2f} s for the whole process = "
+            f"{notebooks / elapsed:.0f} notebooks/s (command's own rate: "
+            f"{rate.group(1) if rate else '?'} notebooks/s)"
+        )
+
+
+def main() -> None:
+    args = arguments(__doc__.split("\n\n")[0], 5000)
+    with scratch(args, "legacy") as (env, directory):
+        size = generate(directory, args.notebooks, args.seed)
+        print(f"corpus: {args.notebooks} files, {size / 1e6:.1f} MB in {directory}")
+        cellar = str(VENV_BIN / "cellar")
+        measure(
+            [
+                ("import", [cellar, "import-legacy", str(directory)]),
+                ("re-import (unchanged)", [cellar, "import-legacy", str(directory)]),
+                ("export", [cellar, "export-legacy", str(directory / "export")]),
+            ],
+            env,
+            args.notebooks,
+        )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from cell_update_vs_outputs import (
     server_flags,
     with_database,
 )
+from ipynb_notebooks import images_notebook
 from load import Figures, Load, LoadError, NoAnswer, run_python, run_wrk, wrk_available
 
 if TYPE_CHECKING:
@@ -77,6 +78,12 @@ OUTPUTS_GROWTH = 1.2
 SEARCH_P50_MS = 20.0
 LIST_P50_MS = 5.0
 OBSERVED_VS_OFF = 0.95
+# SPEC §12 (issue 13): the 4 MB / 150-image notebook in and out, one connection.
+IPYNB_IMPORT_P50_MS = 150.0
+IPYNB_EXPORT_P50_MS = 60.0
+IPYNB_VS_JUPYTER = 3.0
+IPYNB_USER = "ipynb@bench.invalid"
+IPYNB_FILE = "images.ipynb"
 
 
 @dataclass
@@ -560,6 +567,73 @@ def jupyter_measures(sizes: list[float]) -> list[Measure]:
     return measures
 
 
+def ipynb_measures(run: Run, with_jupyter: bool) -> list[Measure]:
+    """Import and export of the 4 MB notebook of 150 figures (SPEC §12), one connection.
+
+    Cellar: ``POST /notebooks/import`` of the file, and ``GET …/ipynb`` of a
+    notebook imported from it; Jupyter: its contents API ``PUT`` (a save of
+    the same notebook) and ``GET`` of it.  Every import body differs (a
+    counter in the title).  The imports land in a user of their own, whose
+    notebooks but the exported one are deleted before each measurement, so
+    the database does not grow by 8 MB a request over the run.
+    """
+    text = images_notebook()
+    (jupyter_root_path() / IPYNB_FILE).write_text(text)
+    document = json.loads(text)
+    document["metadata"]["title"] = "__N__"
+    body = split_body(json.dumps(document).encode(), b"__N__")
+    with httpx.Client(base_url=run.urls[CELLAR], timeout=60) as http:
+        registered = http.post(
+            "/auth/register", json={"email": IPYNB_USER, "password": seed.PASSWORD}
+        )
+        if registered.status_code not in (201, 409):
+            raise BenchError(f"register: {registered.status_code} {registered.text[:300]}")
+        auth = {"Authorization": f"Bearer {token_for(http, IPYNB_USER)}"}
+        answer = http.post(
+            "/notebooks/import",
+            content=text.encode(),
+            headers={**auth, "Content-Type": "application/x-ipynb+json"},
+        )
+        if answer.status_code != 201:
+            raise BenchError(f"import: {answer.status_code} {answer.text[:300]}")
+        kept = answer.json()["notebook_id"]
+    importing = Load(
+        "POST", ["/notebooks/import"], {**auth, "Content-Type": "application/x-ipynb+json"}, body
+    )
+
+    def emptied() -> Load:
+        asyncio.run(_delete_imports(run.database_url, kept))
+        return importing
+
+    measures = [
+        Measure("ipynb_import", CELLAR, importing, 1, refresh=emptied),
+        Measure("ipynb_export", CELLAR, Load("GET", [f"/notebooks/{kept}/ipynb"], auth), 1),
+    ]
+    if with_jupyter:
+        model = {"type": "notebook", "format": "json", "content": document}
+        saving = split_body(json.dumps(model).encode(), b"__N__")
+        path = f"/api/contents/{IPYNB_FILE}"
+        json_body = {"Content-Type": "application/json"}
+        measures += [
+            Measure("ipynb_import", JUPYTER, Load("PUT", [path], json_body, saving), 1),
+            Measure("ipynb_export", JUPYTER, Load("GET", [path]), 1),
+        ]
+    return measures
+
+
+async def _delete_imports(url: str, kept: str) -> None:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        await conn.execute(
+            "DELETE FROM notebooks WHERE id <> $2 AND user_id = "
+            "(SELECT id FROM users WHERE email = $1)",
+            IPYNB_USER,
+            kept,
+        )
+    finally:
+        await conn.close()
+
+
 _JUPYTER_ROOT: dict[str, Path] = {}
 
 
@@ -719,6 +793,8 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             measures += cellar_like(CELLAR_OFF, token, search_token, profile.sizes_mb)
         if with_jupyter:
             measures += jupyter_measures(profile.sizes_mb)
+        if not args.only or args.only & {"ipynb_import", "ipynb_export"}:
+            measures += ipynb_measures(run, with_jupyter)
         measures.sort(key=lambda m: list(OPS).index(m.op) if m.op in OPS else 99)
         search = search_measures(CELLAR, search_token) + search_measures(FLOOR, search_token)
         search.sort(key=lambda m: list(OPS).index(m.op))
@@ -794,6 +870,8 @@ OPS = {
     "edit_0mb": "code update, 0 MB outputs, 1 conn.",
     "edit_1mb": "code update, 1 MB outputs, 1 conn.",
     "edit_5mb": "code update, 5 MB outputs, 1 conn.",
+    "ipynb_import": "import the 4 MB .ipynb (150 images), 1 conn.",
+    "ipynb_export": "export it as .ipynb, 1 conn.",
     "search_text": "search q=revenue_by_region",
     "search_text_1": "search q=revenue_by_region, 1 conn.",
     "search_writes": "search writes=revenue_by_region",
@@ -883,6 +961,17 @@ def targets(m: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, str, b
     check(
         f"{OPS['list_1']}: p50 < {LIST_P50_MS:g} ms", v, lambda x: x < LIST_P50_MS, fmt(v, 2, " ms")
     )
+    for op, bound in (("ipynb_import", IPYNB_IMPORT_P50_MS), ("ipynb_export", IPYNB_EXPORT_P50_MS)):
+        v = get(op, CELLAR, "p50_ms")
+        check(f"{OPS[op]}: p50 < {bound:g} ms", v, lambda x, b=bound: x < b, fmt(v, 2, " ms"))
+        r = ratio(get(op, JUPYTER, "p50_ms"), get(op, CELLAR, "p50_ms"))
+        jupyter = "PUT" if op == "ipynb_import" else "GET"
+        check(
+            f"{OPS[op]}: ≥ {IPYNB_VS_JUPYTER:g}x Jupyter's contents {jupyter} (p50)",
+            r,
+            lambda x: x >= IPYNB_VS_JUPYTER,
+            fmt(r, 2, "x"),
+        )
     for op in ("get", "update"):
         if get(op, CELLAR_OFF, "rps") is None:
             continue  # measured with --observability only

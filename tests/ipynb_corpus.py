@@ -9,7 +9,9 @@ constructors (``nbformat.v4.new_*``, ``nbformat.v3.new_*``) and, where a
 document must be something those refuse to make, from plain JSON.
 
 Every builder returns the document's text; ``write_corpus`` puts them in a
-folder (for the CLI and the benchmark).
+folder (for the CLI and the benchmark).  The comparison helpers at the end
+(``as_read``, ``without_ids``, ``stored``) are what every .ipynb test, unit,
+API or CLI, compares with: SPEC §12's "equal as JSON after nbformat's read".
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ import struct
 import zlib
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import nbformat
 from nbformat import v3, v4
 
 from app.ipynb.convert import nbformat_id
+from app.ipynb.schemas import IpynbImport, IpynbNotebookExtra
+from app.notebooks.schemas import StoredCell
+from app.store.notebooks import RunState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -799,6 +805,14 @@ BROKEN: dict[str, tuple[bytes, str]] = {
         ),
         "cells[0].outputs[0]: output_type 'update_display_data' is not one nbformat 4 files hold",
     ),
+    "future_cell_type": (
+        _cells(
+            {**_CODE, "outputs": []},
+            {"cell_type": "future cell", "id": "f", "metadata": {}, "key": "value"},
+            nbformat_minor=99,
+        ),
+        "cells[1]: cell_type 'future cell' is not one Cellar can keep",
+    ),
     "heading_cell_in_v4": (
         _cells({"cell_type": "heading", "id": "h", "metadata": {}, "source": "# x", "level": 1}),
         "cells[0]: cell_type 'heading' is not one nbformat 4 has",
@@ -846,3 +860,40 @@ def write_corpus(folder: Path) -> list[Path]:
         path.write_text(build(), encoding="utf-8")
         paths.append(path)
     return paths
+
+
+# -- comparing -----------------------------------------------------------------------------------
+
+
+def as_read(text: str | bytes, as_version: Any = nbformat.NO_CONVERT) -> Any:
+    """nbformat's own read, as plain JSON values."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    return json.loads(json.dumps(nbformat.reads(text, as_version=as_version)))
+
+
+def without_ids(document: Any) -> Any:
+    """The document without cell ids and the upgrade's ``orig_nbformat`` keys."""
+    for cell in document["cells"]:
+        cell.pop("id", None)
+    for key in ("orig_nbformat", "orig_nbformat_minor"):
+        document["metadata"].pop(key, None)
+    return document
+
+
+def runs_of(imported: IpynbImport | list[RunState]) -> dict[str, RunState]:
+    """Run states by cell id."""
+    runs = imported.runs if isinstance(imported, IpynbImport) else imported
+    return {run.cell_id: run for run in runs}
+
+
+Stored = tuple[list[StoredCell], dict[str, RunState], IpynbNotebookExtra]
+
+
+def stored(imported: IpynbImport) -> Stored:
+    """The pieces as storage gives them back (JSON columns, decoded to their Structs)."""
+    return (
+        msgspec.json.decode(msgspec.json.encode(imported.cells), type=list[StoredCell]),
+        runs_of(msgspec.json.decode(msgspec.json.encode(imported.runs), type=list[RunState])),
+        msgspec.json.decode(msgspec.json.encode(imported.extra), type=IpynbNotebookExtra),
+    )

@@ -1,8 +1,9 @@
 """An .ipynb split into Cellar's cells, runs and extras, and joined back (SPEC §12).
 
 Import (``import_ipynb``): each nbformat cell becomes a ``StoredCell`` made by
-``make_cell`` (so reads/writes are the server's), its run a ``CellRun``, and
-what neither holds an ``IpynbNotebookExtra``; see ``app.ipynb.schemas`` for
+``make_cell`` (so reads/writes are the server's), its run the store's
+``RunState`` with the nbformat record, and what neither holds an
+``IpynbNotebookExtra``; see ``app.ipynb.schemas`` for
 where each is stored and why.
 
 * Ids: a 4.5 notebook's cell ids are Cellar's (``reading`` made them valid and
@@ -35,14 +36,10 @@ import nbformat
 
 from app.ipynb.outputs import ipynb_outputs, run_view
 from app.ipynb.reading import CELL_ID, IpynbError, json_strings, read_ipynb
-from app.ipynb.schemas import (
-    CellRun,
-    IpynbCellExtra,
-    IpynbCellRun,
-    IpynbImport,
-    IpynbNotebookExtra,
-)
+from app.ipynb.schemas import IpynbCellExtra, IpynbCellRun, IpynbImport, IpynbNotebookExtra
 from app.notebooks.cells import make_cell
+from app.notebooks.schemas import Output
+from app.store.notebooks import RunState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -63,6 +60,8 @@ NOTEBOOK_KEYS = frozenset({"cells", "metadata", "nbformat", "nbformat_minor"})
 APP_MINOR = 5  # SPEC §12: notebooks made in Cellar export as 4.5, whatever nbformat's newest
 APP_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 ENCODE = msgspec.json.encode
+_RECORD = msgspec.json.Decoder(IpynbCellRun)
+_SHOWN = msgspec.json.Decoder(list[Output])
 # nbformat's functions are unannotated; these are the types Cellar relies on.
 _from_dict: Callable[[Any], Any] = nbformat.from_dict
 _write: Callable[[Any], str] = nbformat.v4.writes
@@ -76,11 +75,17 @@ def import_ipynb(data: bytes | str) -> IpynbImport:
     minor = int(notebook.nbformat_minor)
     python = is_python_kernel(notebook.metadata)
     cells: list[StoredCell] = []
-    runs: dict[str, CellRun] = {}
+    runs: list[RunState] = []
     extras: dict[str, IpynbCellExtra] = {}
     taken: set[str] = set()
     for index, cell in enumerate(notebook.cells):
         where = f"cells[{index}]"
+        if cell.cell_type not in ("code", "markdown", "raw"):
+            # nbformat lets a minor newer than it knows have cell types it does not.
+            raise IpynbError(
+                where,
+                f"cell_type {cell.cell_type!r} is not one Cellar can keep (code, markdown, raw)",
+            )
         source: str = cell.source
         if "\x00" in source:
             raise IpynbError(f"{where}.source", "contains U+0000, which PostgreSQL cannot store")
@@ -91,9 +96,9 @@ def import_ipynb(data: bytes | str) -> IpynbImport:
         cell_type = _cellar_type(cell, python)
         cells.append(make_cell(cell_type, source, cell_id, _plain(cell.metadata)))
         if cell.cell_type == "code":
-            run = _imported_run(cell.get("outputs", []), cell.get("execution_count"))
+            run = _imported_run(cell_id, cell.get("outputs", []), cell.get("execution_count"))
             if run is not None:
-                runs[cell_id] = run
+                runs.append(run)
         keys = {key: value for key, value in cell.items() if key not in CELL_KEYS}
         if "attachments" in cell or keys:
             extras[cell_id] = IpynbCellExtra(
@@ -117,7 +122,7 @@ def import_ipynb(data: bytes | str) -> IpynbImport:
 
 def export_ipynb(
     cells: Sequence[StoredCell],
-    runs: Mapping[str, CellRun],
+    runs: Mapping[str, RunState],
     extra: IpynbNotebookExtra | None,
     name: str | None = None,
 ) -> bytes:
@@ -208,16 +213,24 @@ def _declared_type(metadata: Mapping[str, Any]) -> CellType | None:
     return next((cell_type for cell_type in _DECLARABLE if cell_type == declared), None)
 
 
-def _imported_run(outputs: list[Any], execution_count: int | None) -> CellRun | None:
+def _imported_run(cell_id: str, outputs: list[Any], execution_count: int | None) -> RunState | None:
     if not outputs and execution_count is None:
         return None
     view = run_view(outputs, execution_count)
-    return CellRun(
+    shown = ENCODE(view.outputs).decode()
+    shared = []
+    for api_index, (output, source) in enumerate(zip(view.outputs, view.shown, strict=True)):
+        if source is not None:  # the API holds this data: the record need not hold it too
+            del outputs[source]["data"][output.mime_type]
+            shared.append((source, api_index))
+    record = IpynbCellRun(outputs=outputs, execution_count=execution_count, shared=shared)
+    return RunState(
+        cell_id=cell_id,
         status=view.status,
         stdout=view.stdout,
-        outputs=msgspec.Raw(ENCODE(view.outputs)),
+        outputs=shown,
         error=view.error,
-        ipynb=IpynbCellRun(outputs=msgspec.Raw(ENCODE(outputs)), execution_count=execution_count),
+        ipynb=ENCODE(record).decode(),
     )
 
 
@@ -231,7 +244,7 @@ def _plain(value: Any) -> Any:
 
 def _ipynb_cell(
     cell: StoredCell,
-    run: CellRun | None,
+    run: RunState | None,
     cell_extra: IpynbCellExtra | None,
     minor: int,
     python: bool,
@@ -267,10 +280,15 @@ def _ipynb_cell(
     return result
 
 
-def _outputs(run: CellRun | None) -> tuple[list[Any], int | None]:
+def _outputs(run: RunState | None) -> tuple[list[Any], int | None]:
     if run is None:
         return [], None
     if run.ipynb is not None:
-        outputs: list[Any] = msgspec.json.decode(run.ipynb.outputs)
-        return outputs, run.ipynb.execution_count
+        record = _RECORD.decode(run.ipynb)
+        if record.shared:
+            shown = _SHOWN.decode(run.outputs)
+            for source, api_index in record.shared:
+                output = shown[api_index]
+                record.outputs[source]["data"][output.mime_type] = output.data
+        return record.outputs, record.execution_count
     return ipynb_outputs(run.stdout, run.outputs, run.error), None

@@ -60,31 +60,39 @@ _OUTPUTS = msgspec.json.Decoder(list[Output])
 
 
 class RunView(msgspec.Struct, frozen=True):
-    """The API's run state derived from a cell's nbformat outputs."""
+    """The API's run state derived from a cell's nbformat outputs.
+
+    ``shown[k]`` is the index of the nbformat display or result that API
+    output ``k`` shows one mime of (None for a stderr stream).
+    """
 
     status: RunStatus
     stdout: str
     outputs: list[Output]
     error: str | None
+    shown: list[int | None] = []
 
 
 def run_view(outputs: list[dict[str, Any]], execution_count: int | None) -> RunView:
     """How the app shows a code cell that ran in Jupyter (see the module docstring)."""
     stdout: list[str] = []
     shown: list[Output] = []
+    sources: list[int | None] = []
     error: str | None = None
-    for output in outputs:
+    for index, output in enumerate(outputs):
         kind = output.get("output_type")
         if kind == "stream":
             if output.get("name") == "stdout":
                 stdout.append(output.get("text", ""))
             else:
                 shown.append(Output(mime_type=STDERR_MIME, data=output.get("text", "")))
+                sources.append(None)
         elif kind in ("display_data", "execute_result"):
             data = output.get("data") or {}
             if data:
                 mime = min(data, key=lambda m: _RANK.get(m, len(_RANK)))
                 shown.append(Output(mime, data[mime], dict(output.get("metadata") or {})))
+                sources.append(index)
         elif kind == "error" and error is None:
             traceback = [_ANSI.sub("", line) for line in output.get("traceback", [])]
             if traceback:
@@ -103,10 +111,11 @@ def run_view(outputs: list[dict[str, Any]], execution_count: int | None) -> RunV
         stdout="".join(stdout).replace("\x00", "\ufffd"),
         outputs=shown,
         error=None if error is None else error.replace("\x00", "\ufffd"),
+        shown=sources,
     )
 
 
-def ipynb_outputs(stdout: str, outputs: msgspec.Raw, error: str | None) -> list[dict[str, Any]]:
+def ipynb_outputs(stdout: str, outputs: str, error: str | None) -> list[dict[str, Any]]:
     """nbformat outputs for a run the execution engine wrote (the reverse of ``run_view``).
 
     The API keeps no order between ``stdout`` and the other outputs, nor

@@ -3,10 +3,11 @@
 An imported notebook lands in three places, each where its edits already go:
 
 * the cells (id, type, code, metadata) in ``notebooks.cells``, as ``StoredCell``;
-* each code cell's run state in ``cell_runs``, as ``CellRun``: the four fields
-  the API shows (derived from the nbformat outputs for the app) plus
-  ``IpynbCellRun``, the nbformat outputs and execution count exactly as read.
-  Outputs stay out of ``cells`` so that a code edit never rewrites them (§9);
+* each code cell's run state in ``cell_runs``, as the store's ``RunState``: the
+  four fields the API shows (derived from the nbformat outputs for the app)
+  plus its ``ipynb`` field, an ``IpynbCellRun`` as JSON text: the nbformat
+  outputs and execution count exactly as read.  Outputs stay out of
+  ``cells`` so that a code edit never rewrites them (§9);
 * the rest, which no API route edits, in ``IpynbNotebookExtra`` beside the
   notebook: notebook metadata, ``nbformat_minor``, and per cell the
   attachments and any key of a future nbformat minor.
@@ -18,44 +19,31 @@ text, ``\\u0000`` included, and nobody queries inside it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-from app.notebooks.schemas import StoredCell
-from app.store.notebooks import RunStatus
-
-EMPTY_LIST = b"[]"
+from app.notebooks.schemas import CurrentRevision, NotebookId, StoredCell
+from app.store.notebooks import RunState
 
 
-class IpynbCellRun(msgspec.Struct, frozen=True):
-    """A code cell's run as the .ipynb recorded it; stored with the run state (cell_runs).
+class IpynbCellRun(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A code cell's run as the .ipynb recorded it: ``RunState.ipynb``, as JSON text.
 
-    ``outputs`` is the nbformat outputs list as JSON, exactly as read (every
-    ``output_type``, mime bundle, metadata, stream name, traceback), passed
-    through undecoded.  It describes the run that produced the API's run
-    state, so when the execution engine writes new outputs for the cell this
-    record is stale and must be dropped (set to null); the export then
+    ``outputs`` is the nbformat outputs list as read (every ``output_type``,
+    mime bundle, metadata, stream name, traceback), except the data the API
+    shows: ``(i, k)`` in ``shared`` says that output ``i``'s data for the
+    mime of API output ``k`` is API output ``k``'s data (``RunState.outputs``),
+    stored once, there, rather than twice (a figure's PNG would be).  The
+    record describes the run that produced the API's run state, so when the
+    execution engine writes new outputs for the cell it is stale and is
+    dropped (the engine's ``RunState`` carries none); the export then
     derives nbformat outputs from the API's run state instead.
     """
 
-    outputs: msgspec.Raw = msgspec.Raw(EMPTY_LIST)
+    outputs: list[Any] = []
     execution_count: int | None = None
-
-
-class CellRun(msgspec.Struct, frozen=True):
-    """One cell's row of run state: the API's fields (SPEC §1) and the .ipynb record.
-
-    ``outputs`` is the API's list of ``{mime_type, data, metadata}`` as JSON
-    (the ``cell_runs.outputs`` column), ``ipynb`` the record above or ``None``
-    when the cell's outputs came from the execution engine.
-    """
-
-    status: RunStatus = "idle"
-    stdout: str = ""
-    outputs: msgspec.Raw = msgspec.Raw(EMPTY_LIST)
-    error: str | None = None
-    ipynb: IpynbCellRun | None = None
+    shared: list[tuple[int, int]] = []
 
 
 class IpynbCellExtra(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -90,13 +78,28 @@ class IpynbNotebookExtra(msgspec.Struct, frozen=True, omit_defaults=True):
 class IpynbImport(msgspec.Struct, frozen=True):
     """An .ipynb split into what Cellar stores, and what the import repaired.
 
-    ``runs`` holds only the code cells that ran (outputs or an execution
-    count); ``title`` is the notebook metadata's title, the name to use when
-    the request names none; ``warnings`` go back to the client as they are.
+    ``runs`` holds the run states of the code cells that ran (outputs or an
+    execution count), each with its record; ``title`` is the notebook
+    metadata's title, the name to use when the request names none;
+    ``warnings`` go back to the client as they are.
     """
 
     cells: list[StoredCell]
-    runs: dict[str, CellRun]
+    runs: list[RunState]
     extra: IpynbNotebookExtra
     title: str | None
     warnings: list[str]
+
+
+class IpynbImported(msgspec.Struct, frozen=True):
+    """The notebook an .ipynb became."""
+
+    notebook_id: NotebookId
+    revision: CurrentRevision
+    warnings: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="What was repaired on the way in (cell ids made, keys dropped, a "
+            "v3 upgrade, a title cut to fit), one line each; empty when nothing was."
+        ),
+    ]

@@ -113,11 +113,18 @@ def prepare_directory(directory: Path) -> None:
         raise LegacyError(f"{directory}: cannot create: {exc.strerror or exc}") from None
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary file beside ``path``, then rename it over ``path``."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write to a hidden temporary file beside ``path``, then rename it over ``path``.
+
+    The file's mode is 0600 (legacy files hold secrets in clear) unless ``mode`` is given.
+    """
+    # The temporary name must fit where the final one does (255 bytes): a bounded prefix.
+    start = path.name.encode()[:64].decode(errors="ignore")
+    fd, temporary = tempfile.mkstemp(prefix=f".{start}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:  # mode 0600: the file holds secrets in clear
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
     except BaseException:

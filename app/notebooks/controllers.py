@@ -9,9 +9,9 @@ an alternative to ``expected_revision`` (a mismatch is 412, not 409).
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any, cast
 
-from litestar import Controller, Response, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
@@ -20,6 +20,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 
 from app.auth.guards import AuthUser
 from app.errors import InvalidInput
+from app.ipynb.controllers import IpynbAnswer, ipynb_response, wants_ipynb
+from app.ipynb.services import IpynbService
 from app.notebooks.graph import Graph
 from app.notebooks.schemas import (
     MAX_REVISION,
@@ -41,6 +43,8 @@ from app.notebooks.schemas import (
 from app.notebooks.services import NotebookService, Precondition
 from app.system.openapi import BEARER, error_responses
 
+# GET /notebooks/{id} answers JSON or .ipynb by Accept: caches must key on it.
+VARY = {"Vary": "Accept"}
 _ENTITY_TAG = re.compile(r'^\s*(?:W/)?"([0-9]+)"\s*$')
 
 # What a mutation of a notebook can answer besides success.
@@ -136,12 +140,15 @@ class NotebookController(Controller):
             ),
             **error_responses(401, 404),
         },
+        operation_class=IpynbAnswer,
     )
     async def get_notebook(
         self,
+        request: Request[Any, Any, Any],
         notebook_id: FromPath[str],
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
+        ipynb: NamedDependency[IpynbService],
         if_none_match: Annotated[
             str | None,
             HeaderParameter(
@@ -151,7 +158,16 @@ class NotebookController(Controller):
             ),
         ] = None,
     ) -> Response[Notebook]:
-        """One notebook with its cells and their run state; 304 when the ETag matches."""
+        """One notebook with its cells and their run state; 304 when the ETag matches.
+
+        With `Accept: application/x-ipynb+json` preferred, the notebook as an .ipynb file
+        instead, as `GET /notebooks/{id}/ipynb` answers it (no ETag: it also holds outputs,
+        which change without a new revision).
+        """
+        if wants_ipynb(request):
+            exported = await ipynb.export(current_user.id, notebook_id)
+            # Documented by IpynbAnswer; Response[Notebook] documents the JSON answer.
+            return cast("Response[Notebook]", ipynb_response(exported, VARY))
         if if_none_match is not None:
             revision = await notebooks.revision(current_user.id, notebook_id)
             tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
@@ -159,10 +175,10 @@ class NotebookController(Controller):
                 return Response(
                     content=None,  # type: ignore[arg-type]
                     status_code=HTTP_304_NOT_MODIFIED,
-                    headers={"ETag": etag(revision)},
+                    headers={"ETag": etag(revision), **VARY},
                 )
         notebook = await notebooks.get(current_user.id, notebook_id)
-        return Response(notebook, headers={"ETag": etag(notebook.revision)})
+        return Response(notebook, headers={"ETag": etag(notebook.revision), **VARY})
 
     @put(
         "/{notebook_id:str}/name",

@@ -64,6 +64,19 @@ class Notebook(Table, tablename="notebooks"):
         help_text="Ordered cells: id, type, code, reads, writes, metadata; read-only in the admin.",
     )
     demo_version = Integer(null=True, default=None, help_text="Demo template version copied.")
+    ipynb = JSON(
+        null=True,
+        default=None,
+        help_text="An imported .ipynb's notebook metadata, nbformat_minor and cell attachments "
+        "(SPEC §12); null for notebooks made in Cellar; read-only in the admin.",
+    )
+    ipynb_sha256 = Varchar(
+        length=64,
+        null=True,
+        default=None,
+        help_text="cellar import-ipynb's key of the file (SHA-256 of its name and bytes), "
+        "unique per owner, so a re-run skips it; read-only in the admin.",
+    )
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 
@@ -86,4 +99,10 @@ class CellRun(Table, tablename="cell_runs"):
     stdout = Text(default="")
     outputs = JSON(default=[], help_text="List of {mime_type, data, metadata}; stored as text.")
     error = Text(null=True, default=None)
+    ipynb = JSON(
+        null=True,
+        default=None,
+        help_text="The imported .ipynb's outputs and execution count, exactly as read; "
+        "cleared when the execution engine writes the run (SPEC §12).",
+    )
     updated_at = Timestamptz(default=TimestamptzNow())

@@ -147,6 +147,12 @@ def count_legacy_import(counts: Counts, mode: str) -> None:
         IMPORTS.labels("legacy", outcome).inc(getattr(counts, outcome))
 
 
+def count_ipynb_import(outcome: str, notebooks: int = 1) -> None:
+    """Add .ipynb files processed (the route, one by one; ``cellar import-ipynb``, its totals)."""
+    if notebooks:
+        IMPORTS.labels("ipynb", outcome).inc(notebooks)
+
+
 # -- per request and per query ------------------------------------------------------------
 
 

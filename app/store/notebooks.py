@@ -58,6 +58,13 @@ class RunState(msgspec.Struct, frozen=True, gc=False):
     # The stored JSON text (``cell_runs.outputs`` is ``json``): handed on, never decoded.
     outputs: str = "[]"
     error: str | None = None
+    # The run as an imported .ipynb recorded it (SPEC §12; ``app.ipynb.schemas.IpynbCellRun``
+    # as JSON text: the nbformat outputs exactly as read, the execution count), or None.
+    # Every write of a run state writes this field too, so the engine's write (None) drops
+    # a record that no longer describes the cell's outputs, in the same statement.  Only
+    # the export reads it (``app.store.ipynb``): the API's reads (``RUN``) leave it out,
+    # since it can be megabytes, and their rows hold None.
+    ipynb: str | None = None
 
 
 class NotebookRow(msgspec.Struct, frozen=True):
@@ -124,12 +131,14 @@ class NotebookIdentity(msgspec.Struct, frozen=True):
     kind: NotebookKind
     cells: str
     demo_version: int | None
+    ipynb: str | None  # JSON text, compared as data
+    ipynb_sha256: str | None
 
 
 R = TypeVar("R", bound=msgspec.Struct)
 
 
-def with_runs(row: type[R], record: asyncpg.Record) -> R:
+def with_runs(row: type[R], record: asyncpg.Record | tuple[Any, ...]) -> R:
     """A row whose last field is the run states, nested in the record as an array of records."""
     *fields, runs = record
     return row(*fields, [RunState(*run) for run in runs])
@@ -137,10 +146,13 @@ def with_runs(row: type[R], record: asyncpg.Record) -> R:
 
 # -- fragments ---------------------------------------------------------------------------
 
-# The run state of cell_runs row ``r``, as one record.  Nested in a row it
-# comes in PostgreSQL's binary format: outputs arrive as the stored text, to
-# be handed on as msgspec.Raw with no JSON scan at all.
-RUN = f"ROW({select_list(RunState, 'r')})"
+# The run state of cell_runs row ``r`` as the API shows it, as one record: every
+# field but the .ipynb record, which only the export reads (``RunState(*record)``
+# leaves it None).  Nested in a row it comes in PostgreSQL's binary format:
+# outputs arrive as the stored text, to be handed on as msgspec.Raw with no JSON
+# scan at all.
+SHOWN_RUN_FIELDS = tuple(name for name in RunState.__struct_fields__ if name != "ipynb")
+RUN = f"ROW({', '.join(f'r.{name}' for name in SHOWN_RUN_FIELDS)})"
 RUNS = f"ARRAY(SELECT {RUN} FROM cell_runs r WHERE r.notebook_id = n.id)"
 RUN_COLUMNS = ", ".join(RunState.__struct_fields__)
 # One SQL type per RunState field: how a run state is written.
@@ -150,6 +162,7 @@ RUN_TYPES = {
     "stdout": "text",
     "outputs": "json",
     "error": "text",
+    "ipynb": "json",
 }
 
 OWNED = "n.id = $1 AND n.user_id = $2"

@@ -48,6 +48,14 @@ class ExternalUser(msgspec.Struct, frozen=True):
     created: bool  # by the statement that returned it
 
 
+class Owner(msgspec.Struct, frozen=True):
+    """A user an operator names on the command line, by email or external id."""
+
+    id: UUID
+    email: str | None
+    external_id: str | None
+
+
 class UserIdentity(msgspec.Struct, frozen=True):
     """The columns the admin shows but may not change, as stored."""
 
@@ -81,6 +89,11 @@ SELECT * FROM created
 UNION ALL
 SELECT {select_list(ExternalUser, "u", created="false")}
   FROM users u JOIN wanted w USING (external_id)
+"""
+OWNERS = f"""
+SELECT {select_list(Owner, "u")} FROM users u
+ WHERE u.email = lower($1) OR u.external_id = $1
+ ORDER BY u.created_at
 """
 EXTERNAL_ID_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE external_id = $1)"
 # Only while the hash is still the one that was checked (a concurrent change wins).
@@ -143,3 +156,8 @@ async def mark_provisioned(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -
 async def identity(conn: asyncpg.Connection, user_id: UUID) -> UserIdentity | None:
     record = await conn.fetchrow(IDENTITY, user_id)
     return None if record is None else UserIdentity(*record)
+
+
+async def owners(conn: asyncpg.Connection, email_or_external_id: str) -> list[Owner]:
+    """The users whose email (in any case) or external id this is: none, one, or two."""
+    return [Owner(*r) for r in await conn.fetch(OWNERS, email_or_external_id)]

@@ -115,9 +115,24 @@ _ERRORS: dict[int, tuple[str, type[msgspec.Struct], dict[str, Any]]] = {
         {"status_code": 412, "detail": "revision conflict", "revision": 7},
     ),
     413: (
-        "The request body is larger than the server accepts (`MAX_REQUEST_BODY_BYTES`).",
-        ErrorBody,
-        {"status_code": 413, "detail": "Request Entity Too Large"},
+        "The request body is larger than the server accepts (`MAX_REQUEST_BODY_BYTES`); "
+        "`field` names the limit.",
+        InvalidInputBody,
+        {
+            "status_code": 413,
+            "detail": "body: larger than the 33554432 bytes a request may carry "
+            "(MAX_REQUEST_BODY_BYTES)",
+            "field": "body",
+        },
+    ),
+    415: (
+        "The body is not in a format this route takes (`Content-Type`).",
+        InvalidInputBody,
+        {
+            "status_code": 415,
+            "detail": "Content-Type: expected application/x-ipynb+json or application/json",
+            "field": "Content-Type",
+        },
     ),
     429: (
         "Too many token requests from this address: wait `Retry-After` seconds.",

@@ -92,6 +92,8 @@ async def test_quick_benchmark_measures_every_system_and_cleans_up(
     }
     for system in ("cellar", "floor"):
         expected[system] += ["search_text", "search_text_1", "search_writes", "search_writes_1"]
+    for system in ("cellar", "jupyter"):  # the 4 MB .ipynb in and out (SPEC §12)
+        expected[system] += ["ipynb_import", "ipynb_export"]
     for system in systems:
         for op in expected[system]:
             rounds = result["figures"].get(f"{op}/{system}")

@@ -37,6 +37,13 @@ CHECKS = {
     "notebooks_revision_nonnegative",
     "notebooks_cells_array",
     "cell_runs_status_valid",
+    "notebooks_ipynb_sha256_hex",
+}
+# What an .ipynb carries beyond §3's shape (SPEC §12): json, not jsonb (it may hold \u0000).
+IPYNB_COLUMNS = {
+    ("notebooks", "ipynb"): "json",
+    ("notebooks", "ipynb_sha256"): "character varying",
+    ("cell_runs", "ipynb"): "json",
 }
 CLI_TIMEOUT = 120.0
 
@@ -136,6 +143,13 @@ async def _catalog(connection: asyncpg.Connection) -> dict[str, Any]:
             "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
         )
     }
+    columns = {
+        (row["table_name"], row["column_name"]): row["data_type"]
+        for row in await connection.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public'"
+        )
+    }
     trgm_available = bool(
         await connection.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")
     )
@@ -147,6 +161,7 @@ async def _catalog(connection: asyncpg.Connection) -> dict[str, Any]:
         "indexes": indexes,
         "checks": checks,
         "functions": functions,
+        "columns": columns,
         "trgm_available": trgm_available,
         "btree_gin_available": btree_gin_available,
     }
@@ -180,6 +195,12 @@ def assert_full_schema(url: str) -> None:
 
     runs = indexes.get("cell_runs_notebook_cell", "")
     assert runs.startswith("CREATE UNIQUE INDEX"), runs
+
+    for column, data_type in IPYNB_COLUMNS.items():
+        assert found["columns"].get(column) == data_type, (column, found["columns"].get(column))
+    imported = indexes.get("notebooks_ipynb_sha256", "")
+    assert imported.startswith("CREATE UNIQUE INDEX"), imported
+    assert "(user_id, ipynb_sha256)" in imported and "IS NOT NULL" in imported, imported
 
     if found["trgm_available"]:
         for name in ("cell_search_code_trgm", "notebooks_name_trgm"):
@@ -284,6 +305,7 @@ def test_backwards_undoes_everything_and_forwards_rebuilds(
     assert not OUR_TABLES & emptied["tables"], emptied["tables"]
     assert not {"cellar_cells_code", "cellar_cell_search_insert"} & emptied["functions"]
     assert not any(name.startswith("notebooks_") for name in emptied["indexes"])
+    assert not set(IPYNB_COLUMNS) & set(emptied["columns"])
     still_run = [row for row in migration_table(env) if row["RAN"] != "False"]
     assert still_run == [], still_run
 

@@ -9,7 +9,7 @@ declared types), so the tests see what the export will see after storage.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import nbformat
@@ -18,28 +18,14 @@ import pytest
 from app.ipynb.convert import export_ipynb, import_ipynb, is_python_kernel, nbformat_id
 from app.ipynb.outputs import STDERR_MIME
 from app.ipynb.reading import IpynbError, read_ipynb
-from app.ipynb.schemas import CellRun, IpynbImport, IpynbNotebookExtra
 from app.notebooks.cells import code_edit, demo_cells, make_cell
 from app.notebooks.schemas import Output, StoredCell
+from app.store.notebooks import RunState
 from tests import ipynb_corpus as corpus
+from tests.ipynb_corpus import as_read, runs_of, stored, without_ids
 
-Stored = tuple[list[StoredCell], dict[str, CellRun], IpynbNotebookExtra]
-
-
-def stored(imported: IpynbImport) -> Stored:
-    """The pieces as storage gives them back (JSON columns, decoded to their Structs)."""
-    return (
-        msgspec.json.decode(msgspec.json.encode(imported.cells), type=list[StoredCell]),
-        msgspec.json.decode(msgspec.json.encode(imported.runs), type=dict[str, CellRun]),
-        msgspec.json.decode(msgspec.json.encode(imported.extra), type=IpynbNotebookExtra),
-    )
-
-
-def as_read(text: str | bytes, as_version: Any = nbformat.NO_CONVERT) -> Any:
-    """nbformat's own read, as plain JSON values."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    return json.loads(json.dumps(nbformat.reads(text, as_version=as_version)))
+if TYPE_CHECKING:
+    from app.ipynb.schemas import IpynbImport
 
 
 def round_trip(text: str | bytes) -> tuple[IpynbImport, bytes]:
@@ -51,14 +37,6 @@ def assert_valid_nbformat(exported: bytes) -> None:
     notebook = nbformat.reads(exported.decode(), as_version=nbformat.NO_CONVERT)
     nbformat.validate(notebook)  # raises when invalid
     assert notebook.nbformat == 4
-
-
-def without_ids(document: Any) -> Any:
-    for cell in document["cells"]:
-        cell.pop("id", None)
-    for key in ("orig_nbformat", "orig_nbformat_minor"):
-        document["metadata"].pop(key, None)
-    return document
 
 
 @pytest.fixture(scope="module", params=sorted(corpus.VALID))
@@ -116,10 +94,10 @@ def test_v3_content_survives_the_upgrade() -> None:
         "raw",
     ]
     assert imported.cells[0].code == "# A v3 notebook"
-    first = imported.runs[imported.cells[2].id]
+    first = runs_of(imported)[imported.cells[2].id]
     assert (first.status, first.stdout) == ("success", "hi\n")
-    assert first.ipynb is not None and first.ipynb.execution_count == 1
-    assert imported.runs[imported.cells[4].id].status == "error"
+    assert first.ipynb is not None and json.loads(first.ipynb)["execution_count"] == 1
+    assert runs_of(imported)[imported.cells[4].id].status == "error"
 
 
 def test_older_minors_keep_their_minor_and_get_no_ids() -> None:
@@ -139,27 +117,35 @@ def test_future_minor_keys_are_kept_beside_the_cells() -> None:
     assert imported.extra.cells[imported.cells[1].id].keys == {"collapsed_outputs": [0, 2]}
 
 
-def test_outputs_are_not_in_the_cells_document() -> None:
+def test_outputs_are_not_in_the_cells_document_and_are_stored_once() -> None:
     text = corpus.four_mb_images()
     imported = import_ipynb(text)
     assert len(text) > 4_000_000
     assert len(msgspec.json.encode(imported.cells)) < 30_000
-    run = imported.runs[imported.cells[0].id]
+    run = runs_of(imported)[imported.cells[0].id]
     assert run.ipynb is not None
-    assert json.loads(bytes(run.ipynb.outputs))[0]["data"]["image/png"].endswith("\n")
+    # The figure is in the API's outputs, as read (base64 with its newline) ...
+    assert json.loads(run.outputs)[0]["data"].endswith("\n")
+    # ... and the record says so instead of holding it again.
+    record = json.loads(run.ipynb)
+    assert record["shared"] == [[0, 0]]
+    assert "image/png" not in record["outputs"][0]["data"]
+    assert record["outputs"][0]["data"]["text/plain"] == "<Figure size 640x480>"
+    stored = sum(len(r.outputs) + len(r.ipynb or "") for r in imported.runs)
+    assert stored < len(text) * 1.05
 
 
 # -- what the app shows ------------------------------------------------------------------------
 
 
-def outputs_of(run: CellRun) -> list[Output]:
+def outputs_of(run: RunState) -> list[Output]:
     return msgspec.json.decode(run.outputs, type=list[Output])
 
 
 def test_run_state_as_the_api_shows_it() -> None:
     imported = import_ipynb(corpus.every_output_type())
     cells = imported.cells
-    runs = imported.runs
+    runs = runs_of(imported)
     first = runs[cells[1].id]
     assert (first.status, first.stdout, first.error) == ("success", "hello\n", None)
     assert outputs_of(first) == [
@@ -187,17 +173,17 @@ def test_run_state_as_the_api_shows_it() -> None:
 
 def test_rich_mimes_are_shown_before_their_text() -> None:
     plots = import_ipynb(corpus.plots())
-    shown = [outputs_of(plots.runs[cell.id])[0].mime_type for cell in plots.cells]
+    shown = [outputs_of(runs_of(plots)[cell.id])[0].mime_type for cell in plots.cells]
     assert shown == [
         "application/vnd.vegalite.v5+json",
         "application/vnd.plotly.v1+json",
         "application/vnd.vega.v5+json",
     ]
-    plotly = outputs_of(plots.runs[plots.cells[1].id])[0]
+    plotly = outputs_of(runs_of(plots)[plots.cells[1].id])[0]
     assert plotly.data["layout"]["title"]["text"] == "π ≈ 3.14"
     widget = import_ipynb(corpus.widgets())
     # A widget view needs a live kernel: the app shows its text.
-    assert outputs_of(widget.runs[widget.cells[0].id])[0] == Output(
+    assert outputs_of(runs_of(widget)[widget.cells[0].id])[0] == Output(
         "text/plain", "IntSlider(value=7, max=10)", {}
     )
 
@@ -212,10 +198,11 @@ def test_a_run_rewritten_by_the_engine_is_exported_from_the_api_state() -> None:
         Output("text/html", {"not": "text"}, {}),  # the API allows any JSON
         Output(STDERR_MIME, "oops\n", {}),
     ]
-    runs[target] = CellRun(
+    runs[target] = RunState(
+        cell_id=target,
         status="error",
         stdout="new\n",
-        outputs=msgspec.Raw(msgspec.json.encode(api_outputs)),
+        outputs=msgspec.json.encode(api_outputs).decode(),
         error="Traceback (most recent call last):\nValueError: bad value",
     )
     exported = export_ipynb(cells, runs, extra)
@@ -245,7 +232,7 @@ def test_a_run_rewritten_by_the_engine_is_exported_from_the_api_state() -> None:
     ]
     # Every other cell still has its imported outputs.
     assert as_read(exported)["cells"][2] == as_read(corpus.every_output_type())["cells"][2]
-    again = import_ipynb(exported).runs[target]
+    again = runs_of(import_ipynb(exported))[target]
     assert (again.status, again.stdout, again.error) == ("error", "new\n", runs[target].error)
     assert outputs_of(again)[:2] == api_outputs[:2]
 
@@ -289,9 +276,9 @@ def test_repairs_change_nothing_else() -> None:
 
 def test_not_a_number_becomes_null() -> None:
     imported = import_ipynb(corpus.not_a_number())
-    run = imported.runs[imported.cells[4].id]
+    run = runs_of(imported)[imported.cells[4].id]
     assert run.ipynb is not None
-    metadata = json.loads(bytes(run.ipynb.outputs))[0]["metadata"]["application/json"]
+    metadata = json.loads(run.ipynb)["outputs"][0]["metadata"]["application/json"]
     assert (metadata["expanded"], metadata["depth"]) == (None, None)
 
 
@@ -395,10 +382,11 @@ def app_cells() -> list[StoredCell]:
 def test_app_notebooks_export_as_valid_45_with_their_types() -> None:
     cells = app_cells()
     runs = {
-        cells[0].id: CellRun(
+        cells[0].id: RunState(
+            cell_id=cells[0].id,
             status="success",
             stdout="10\n",
-            outputs=msgspec.Raw(msgspec.json.encode([Output("text/plain", "10", {})])),
+            outputs=msgspec.json.encode([Output("text/plain", "10", {})]).decode(),
         )
     }
     exported = export_ipynb(cells, runs, None, name="Demo ✓")
@@ -424,7 +412,7 @@ def test_app_notebooks_export_as_valid_45_with_their_types() -> None:
         (c.id, c.type, c.code) for c in cells
     ]
     assert reimported.title == "Demo ✓"
-    run = reimported.runs[cells[0].id]
+    run = runs_of(reimported)[cells[0].id]
     assert (run.stdout, outputs_of(run)) == ("10\n", [Output("text/plain", "10", {})])
 
 

@@ -10,7 +10,7 @@ cell ids valid, missing, invalid or repeated.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import nbformat
@@ -21,8 +21,11 @@ from nbformat import v4
 from app.ipynb.convert import export_ipynb, import_ipynb
 from app.ipynb.outputs import STDERR_MIME, ipynb_outputs, run_view
 from app.ipynb.reading import CELL_ID
-from app.ipynb.schemas import CellRun, IpynbNotebookExtra
 from app.notebooks.schemas import Output, StoredCell
+from tests.ipynb_corpus import as_read, stored
+
+if TYPE_CHECKING:
+    from app.store.notebooks import RunState
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -174,26 +177,15 @@ def notebooks(draw: st.DrawFn, *, ids: str = "valid") -> str:
 IDS = ["valid", "missing", "invalid", "repeat"]
 
 
-def stored(text: str) -> tuple[Any, list[StoredCell], dict[str, CellRun], IpynbNotebookExtra]:
+def stored_text(text: str) -> tuple[Any, list[StoredCell], dict[str, RunState], Any]:
     imported = import_ipynb(text)
-    return (
-        imported,
-        msgspec.json.decode(msgspec.json.encode(imported.cells), type=list[StoredCell]),
-        msgspec.json.decode(msgspec.json.encode(imported.runs), type=dict[str, CellRun]),
-        msgspec.json.decode(msgspec.json.encode(imported.extra), type=IpynbNotebookExtra),
-    )
-
-
-def as_read(text: str | bytes) -> Any:
-    if isinstance(text, bytes):
-        text = text.decode()
-    return json.loads(json.dumps(nbformat.reads(text, as_version=nbformat.NO_CONVERT)))
+    return (imported, *stored(imported))
 
 
 @SETTINGS
 @given(notebooks())
 def test_round_trip_is_equal_after_nbformats_read(text: str) -> None:
-    imported, cells, runs, extra = stored(text)
+    imported, cells, runs, extra = stored_text(text)
     assert imported.warnings == []
     exported = export_ipynb(cells, runs, extra)
     assert as_read(exported) == as_read(text)
@@ -212,7 +204,7 @@ def test_ids_are_repaired_and_listed_and_nothing_else_changes(text: str) -> None
             seen.add(cell_id)
         else:
             repairs += 1
-    imported, cells, runs, extra = stored(text)
+    imported, cells, runs, extra = stored_text(text)
     assert len([w for w in imported.warnings if ": id " in w]) == repairs == len(imported.warnings)
     kept = [cell.get("id") for cell in json.loads(text)["cells"]]
     assert all(cell.id == kept[i] or cell.id not in seen for i, cell in enumerate(cells))
@@ -244,7 +236,7 @@ api_outputs = st.lists(
 def test_engine_run_state_survives_export_and_import(
     stdout: str, shown: list[Output], error: str | None
 ) -> None:
-    derived = ipynb_outputs(stdout, msgspec.Raw(msgspec.json.encode(shown)), error)
+    derived = ipynb_outputs(stdout, msgspec.json.encode(shown).decode(), error)
     document = v4.new_notebook()
     document.cells = [v4.new_code_cell("x", outputs=[nbformat.from_dict(o) for o in derived])]
     nbformat.validate(document)  # what the export derives is valid nbformat
