@@ -45,6 +45,7 @@ from app.notebooks.schemas import (
     NotebookList,
     StoredCell,
 )
+from app.replicas.routing import read
 from app.store import notebooks as store
 from app.store import users
 from app.store.notebooks import (
@@ -108,9 +109,14 @@ class NotebookService:
     # -- reading ---------------------------------------------------------------
 
     async def list(self, user_id: UUID) -> NotebookList:
-        """Newest first; the first call of a user provisions the blank and demo notebooks."""
-        async with connection() as conn:
-            provisioned, notebooks = await store.summaries(conn, user_id)
+        """Newest first; the first call of a user provisions the blank and demo notebooks.
+
+        A replica may answer once it knows the user as provisioned; a user it does
+        not know yet (just registered) or not as provisioned asks the primary.
+        """
+        provisioned, notebooks = await read(
+            lambda conn: store.summaries(conn, user_id), fresh=lambda found: found[0] is True
+        )
         if provisioned is False:
             # Outside the first connection: holding one while waiting for
             # another could exhaust the pool under a burst of first calls.
@@ -119,10 +125,13 @@ class NotebookService:
                 _, notebooks = await store.summaries(conn, user_id)
         return NotebookList(notebooks=notebooks)
 
-    async def get(self, user_id: UUID, notebook_id: str) -> Notebook:
+    async def get(self, user_id: UUID, notebook_id: str, known: int | None = None) -> Notebook:
+        """``known``: a revision the client holds (its ``If-None-Match``): never answer older."""
         _addressable(notebook_id)
-        async with connection() as conn:
-            row = await store.get(conn, notebook_id, user_id)
+        row = await read(
+            lambda conn: store.get(conn, notebook_id, user_id),
+            fresh=lambda row: row is not None and (known is None or row.revision >= known),
+        )
         if row is None:
             raise NotFound("notebook not found")
         runs = {run.cell_id: run for run in row.runs}
@@ -140,19 +149,24 @@ class NotebookService:
             cells=cells,
         )
 
-    async def revision(self, user_id: UUID, notebook_id: str) -> int:
-        """Just the revision, for conditional GETs that may end in 304."""
+    async def revision(self, user_id: UUID, notebook_id: str, known: int | None = None) -> int:
+        """Just the revision, for conditional GETs that may end in 304; never older than
+        ``known`` (a replica behind the client's ``If-None-Match`` leaves it to the primary)."""
         _addressable(notebook_id)
-        async with connection() as conn:
-            revision = await store.revision(conn, notebook_id, user_id)
+        revision = await read(
+            lambda conn: store.revision(conn, notebook_id, user_id),
+            fresh=lambda found: found is not None and (known is None or found >= known),
+        )
         if revision is None:
             raise NotFound("notebook not found")
         return revision
 
     async def graph(self, user_id: UUID, notebook_id: str) -> Graph:
         _addressable(notebook_id)
-        async with connection() as conn:
-            cells = await store.cells(conn, notebook_id, user_id)
+        cells = await read(
+            lambda conn: store.cells(conn, notebook_id, user_id),
+            fresh=lambda found: found is not None,
+        )
         if cells is None:
             raise NotFound("notebook not found")
         return build_graph([CellDeps(c.id, c.reads, c.writes) for c in _DEPS.decode(cells)])
