@@ -319,3 +319,35 @@ async def test_the_wake_up_arrives_at_commit_never_after_a_rollback(
     assert response.headers["Cellar-Seq"] == "2"
     assert await asyncio.wait_for(listener.get(), 5) == f"2:{notebook_id}"
     assert listener.empty()
+
+
+async def test_an_ipynb_import_is_event_one_by_the_importer(client: Any) -> None:
+    headers = await fresh_user_headers(client)
+    notebook = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": "a1",
+                "source": "x = 1",
+                "metadata": {},
+                "execution_count": 1,
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": "1\n"}],
+            }
+        ],
+    }
+    response = await client.post(
+        "/notebooks/import",
+        content=json.dumps(notebook).encode(),
+        params={"name": "from jupyter"},
+        headers={**headers, "Content-Type": "application/x-ipynb+json"},
+    )
+    assert response.status_code == 201, response.text
+    notebook_id = response.json()["notebook_id"]
+    [event] = await events(notebook_id)
+    assert (event["seq"], event["op"], event["actor"]) == (1, "import", await me(client, headers))
+    assert event["data"]["name"] == "from jupyter"
+    assert [cell["code"] for cell in event["data"]["cells"]] == ["x = 1"]
+    assert await notebook_seq(notebook_id) == 1
