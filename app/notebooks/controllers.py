@@ -19,11 +19,13 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 
 from app.auth.guards import AuthUser
+from app.cursors import MAX_CURSOR_LENGTH
 from app.errors import InvalidInput
 from app.ipynb.controllers import IpynbAnswer, ipynb_response, wants_ipynb
 from app.ipynb.services import IpynbService
 from app.notebooks.graph import Graph
 from app.notebooks.schemas import (
+    MAX_PAGE,
     MAX_REVISION,
     CellCreate,
     CellCreated,
@@ -118,16 +120,35 @@ class NotebookController(Controller):
     dependencies = {"if_match": Provide(parse_if_match, sync_to_thread=False)}
 
     @get(
-        operation_id="listNotebooks", summary="List your notebooks", responses=error_responses(401)
+        operation_id="listNotebooks",
+        summary="List your notebooks",
+        responses=error_responses(400, 401),
     )
     async def list_notebooks(
-        self, current_user: NamedDependency[AuthUser], notebooks: NamedDependency[NotebookService]
+        self,
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        limit: Annotated[
+            int | None,
+            QueryParameter(
+                ge=1,
+                le=MAX_PAGE,
+                description="Notebooks per page (1 to 1,000); absent: every notebook at once.",
+            ),
+        ] = None,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=MAX_CURSOR_LENGTH,
+                description="The previous page's `next_cursor` (opaque; see docs/paging.md).",
+            ),
+        ] = None,
     ) -> NotebookList:
-        """The caller's notebooks, newest first.
+        """The caller's notebooks, newest first, all at once or in pages (``limit``, ``cursor``).
 
         The first call of a new user creates their blank notebook and the demo notebook.
         """
-        return await notebooks.list(current_user.id)
+        return await notebooks.list(current_user.id, limit, cursor)
 
     @post(
         operation_id="createNotebook",

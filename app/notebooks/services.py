@@ -21,11 +21,12 @@ one query; stored outputs pass through as ``msgspec.Raw``, never decoded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
 from uuid import UUID, uuid4
 
 import msgspec
 
+from app.cursors import Cursors, micros, moment
 from app.database import connection, transaction
 from app.errors import (
     CellarError,
@@ -40,6 +41,7 @@ from app.notebooks.demo import load_demo
 from app.notebooks.events import outputs_event
 from app.notebooks.graph import CellDeps, Graph, build_graph
 from app.notebooks.schemas import (
+    DEFAULT_PAGE,
     Cell,
     CellOutputs,
     CellType,
@@ -104,24 +106,65 @@ def explain(
     return None
 
 
+class _ListCursor(msgspec.Struct, frozen=True, array_like=True):
+    """What a list cursor holds (times in microseconds since the epoch)."""
+
+    horizon: int
+    phase: Literal[1, 2]
+    updated_at: int
+    id: str
+
+
+def _list_scope(user_id: UUID) -> str:
+    return f"list:{user_id}"
+
+
 class NotebookService:
-    def __init__(self, settings: Settings, cipher: ConnectionStringCipher) -> None:
+    def __init__(
+        self, settings: Settings, cipher: ConnectionStringCipher, cursors: Cursors | None = None
+    ) -> None:
         self.settings = settings
         self.cipher = cipher
+        self.cursors = cursors or Cursors(settings.app_secret_key or "")
 
     # -- reading ---------------------------------------------------------------
 
-    async def list(self, user_id: UUID) -> NotebookList:
-        """Newest first; the first call of a user provisions the blank and demo notebooks."""
+    async def list(
+        self, user_id: UUID, limit: int | None = None, cursor: str | None = None
+    ) -> NotebookList:
+        """Newest first; the first call of a user provisions the blank and demo notebooks.
+
+        Without ``limit`` and ``cursor``: every notebook.  With either: one page
+        of a walk (docs/paging.md), ``next_cursor`` giving the next.
+        """
+        if limit is None and cursor is None:
+            async with connection() as conn:
+                provisioned, notebooks = await store.summaries(conn, user_id)
+            if provisioned is False:
+                # Outside the first connection: holding one while waiting for
+                # another could exhaust the pool under a burst of first calls.
+                await self.provision(user_id)
+                async with connection() as conn:
+                    _, notebooks = await store.summaries(conn, user_id)
+            return NotebookList(notebooks=notebooks)
+        size = DEFAULT_PAGE if limit is None else limit
+        at = store.START if cursor is None else self._position(user_id, cursor)
         async with connection() as conn:
-            provisioned, notebooks = await store.summaries(conn, user_id)
-        if provisioned is False:
-            # Outside the first connection: holding one while waiting for
-            # another could exhaust the pool under a burst of first calls.
+            page = await store.page(conn, user_id, at, size)
+        if page.provisioned is False:
             await self.provision(user_id)
             async with connection() as conn:
-                _, notebooks = await store.summaries(conn, user_id)
-        return NotebookList(notebooks=notebooks)
+                page = await store.page(conn, user_id, at, size)
+        next_cursor = None
+        if len(page.rows) > size:
+            phase, last = page.rows[size - 1]
+            position = _ListCursor(micros(page.horizon), phase, micros(last.updated_at), last.id)
+            next_cursor = self.cursors.make(_list_scope(user_id), position)
+        return NotebookList(notebooks=[row for _, row in page.rows[:size]], next_cursor=next_cursor)
+
+    def _position(self, user_id: UUID, cursor: str) -> store.Position:
+        at = self.cursors.read(_list_scope(user_id), cursor, _ListCursor)
+        return store.Position(moment(at.horizon), at.phase, moment(at.updated_at), at.id)
 
     async def get(self, user_id: UUID, notebook_id: str) -> tuple[Notebook, int]:
         """The notebook as GET shows it, and its seq (``Cellar-Seq``)."""

@@ -21,7 +21,7 @@ Conventions every statement follows:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeVar
 from uuid import UUID
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 NotebookKind = Literal["user", "blank", "demo"]
 RunStatus = Literal["idle", "running", "success", "error", "blocked"]
+Phase = Literal[1, 2]  # of a walk of the list: before the horizon, then after it
 
 
 class Precondition(NamedTuple):
@@ -260,7 +261,41 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {select_list(NotebookSummary
   FROM users u
   LEFT JOIN notebooks n ON n.user_id = u.id
  WHERE u.id = $1
- ORDER BY n.updated_at DESC, n.id
+ ORDER BY n.updated_at DESC, n.id DESC
+"""
+# One page of a walk of the list (docs/paging.md), each part one range of the
+# (user_id, updated_at, id) index.  $2 the horizon (NULL on the first page: the
+# statement's now(), returned so the cursor keeps it); $3, $4 the position in
+# phase 1 (notebooks at or before the horizon, newest first; 'infinity' to
+# start, '-infinity' once phase 1 is over); $5, $6 the position in phase 2
+# (notebooks changed after the horizon, oldest change first; '-infinity' until
+# phase 1 is over); $7 how many rows each part may give (a page and one more,
+# to know whether another page follows).  The rows come in the walk's order;
+# the caller keeps the first limit + 1.
+_HORIZON = "coalesce($2::timestamptz, now())"
+PAGE = f"""
+SELECT u.provisioned_at IS NOT NULL AS provisioned, {_HORIZON} AS horizon, p.phase,
+       {select_list(NotebookSummary, "p")}
+  FROM users u
+  LEFT JOIN LATERAL (
+       (SELECT 1 AS phase, row_number() OVER (ORDER BY n.updated_at DESC, n.id DESC) AS k,
+               {select_list(NotebookSummary, "n")}
+          FROM notebooks n
+         WHERE n.user_id = $1 AND n.updated_at <= {_HORIZON}
+           AND (n.updated_at, n.id) < ($3::timestamptz, $4::text)
+         ORDER BY n.updated_at DESC, n.id DESC
+         LIMIT $7)
+       UNION ALL
+       (SELECT 2 AS phase, row_number() OVER (ORDER BY n.updated_at, n.id) AS k,
+               {select_list(NotebookSummary, "n")}
+          FROM notebooks n
+         WHERE n.user_id = $1 AND n.updated_at > {_HORIZON}
+           AND (n.updated_at, n.id) > ($5::timestamptz, $6::text)
+         ORDER BY n.updated_at, n.id
+         LIMIT $7)
+  ) p ON true
+ WHERE u.id = $1
+ ORDER BY p.phase, p.k
 """
 STATE = (
     f"SELECT {select_list(NotebookState, 'n', has_cell=_has_cell('$3'))}"
@@ -447,6 +482,40 @@ async def summaries(
         return None, []
     notebooks = [NotebookSummary(*record[1:]) for record in records if record[1] is not None]
     return bool(records[0][0]), notebooks
+
+
+class Position(NamedTuple):
+    """Where a walk of the list stands: the last row given, and in which phase."""
+
+    horizon: datetime | None  # None: the walk has not started (its first page sets it)
+    phase: Phase
+    updated_at: datetime
+    id: str
+
+
+# asyncpg sends these as PostgreSQL's infinity and -infinity.
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+START = Position(None, 1, _LATEST, "")
+
+
+class Page(NamedTuple):
+    provisioned: bool | None  # None: no such user
+    horizon: datetime
+    rows: list[tuple[Phase, NotebookSummary]]  # (phase, row) in walk order; limit + 1 at most
+
+
+async def page(conn: asyncpg.Connection, user_id: UUID, at: Position, limit: int) -> Page:
+    """The rows of the walk after ``at``: up to ``limit`` + 1, each with its phase."""
+    if at.phase == 1:
+        first, second = (at.updated_at, at.id), (_EARLIEST, "")
+    else:
+        first, second = (_EARLIEST, ""), (at.updated_at, at.id)
+    records = await conn.fetch(PAGE, user_id, at.horizon, *first, *second, limit + 1)
+    if not records:
+        return Page(None, _EARLIEST, [])
+    rows = [(record[2], NotebookSummary(*record[3:])) for record in records if record[2]]
+    return Page(bool(records[0][0]), records[0][1], rows[: limit + 1])
 
 
 async def state(
