@@ -31,6 +31,8 @@ WITH_REPLICA = (
     "tests/api/test_notebooks.py",
     "tests/api/test_search.py",
     "tests/api/test_preconditions.py",
+    "tests/api/test_notebook_pages.py",
+    "tests/api/test_events.py",
 )
 MIN_PASSED = 200
 TIMEOUT = 900.0
