@@ -35,6 +35,8 @@ from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
 from app.notebooks.services import NotebookService
 from app.observability.plugin import Observability
+from app.replicas.lifespan import ConsistencyMiddleware, build_replicas, replica_lifespan
+from app.replicas.tokens import HEADER as CONSISTENCY_HEADER
 from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
@@ -75,7 +77,8 @@ def create_app(settings: Settings) -> Litestar:
         cursors,
     )
     ipynb = IpynbService(settings)
-    health = HealthService(engine, timeout=settings.health_timeout_seconds)
+    replicas = build_replicas(settings)
+    health = HealthService(engine, timeout=settings.health_timeout_seconds, replicas=replicas)
     search = SearchService(cursors)
     history = HistoryService()
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
@@ -127,12 +130,15 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[
             token_rate_limit(settings.auth_token_rate_limit_per_minute).middleware,
             bearer_auth(tokens, auth),
+            # Read-your-writes across replicas (app.replicas): only when there are some.
+            *([] if replicas is None else [ConsistencyMiddleware(replicas)]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers],
         request_max_body_size=settings.max_request_body_bytes,
         cors_config=CORSConfig(
-            allow_origins=list(settings.cors_origins), expose_headers=["X-Request-ID"]
+            allow_origins=list(settings.cors_origins),
+            expose_headers=["X-Request-ID", "ETag", CONSISTENCY_HEADER],
         )
         if settings.cors_origins
         else None,
@@ -142,7 +148,7 @@ def create_app(settings: Settings) -> Litestar:
         # not; an unreachable database once per outage (app.system.outage).
         logging_config=None,
         plugins=[StructSchemas(), *observability.plugins],
-        lifespan=[database_pool],
+        lifespan=[database_pool, *([] if replicas is None else [replica_lifespan(replicas)])],
         state=State({"settings": settings}),
     )
     return observability.instrument(app)
