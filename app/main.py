@@ -27,6 +27,8 @@ from app.auth.tokens import TokenService
 from app.cursors import Cursors
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
+from app.history.controllers import HistoryController
+from app.history.services import HistoryService
 from app.ipynb.controllers import IpynbController
 from app.ipynb.services import IpynbService
 from app.notebooks.connections import ConnectionStringCipher
@@ -78,6 +80,7 @@ def create_app(settings: Settings) -> Litestar:
     replicas = build_replicas(settings)
     health = HealthService(engine, timeout=settings.health_timeout_seconds, replicas=replicas)
     search = SearchService(cursors)
+    history = HistoryService()
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
@@ -108,6 +111,7 @@ def create_app(settings: Settings) -> Litestar:
             MeController,
             NotebookController,
             IpynbController,
+            HistoryController,
             SearchController,
             admin_dashboard,
         ],
@@ -120,6 +124,7 @@ def create_app(settings: Settings) -> Litestar:
             "ipynb": singleton(ipynb),
             "health": singleton(health),
             "search": singleton(search),
+            "history": singleton(history),
             "current_user": Provide(_current_user, sync_to_thread=False),
         },
         middleware=[
