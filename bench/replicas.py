@@ -24,8 +24,9 @@ What it measures
    standby passed; with one it must ask about (its cached position is reset
    before each read); and straight on the primary's pool as ``connection()``
    does, beside ``read`` with no replica set installed (the seam's cost when
-   ``DATABASE_REPLICA_URLS`` is empty).  On a loaded machine the HTTP figures above swing by more than the
-   0.3 ms at stake; these show what the token itself costs.
+   ``DATABASE_REPLICA_URLS`` is empty).  On a loaded machine the HTTP
+   figures above swing by more than the 0.3 ms at stake; these show what
+   the token itself costs.
 
 How
 ---
