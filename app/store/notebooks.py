@@ -3,7 +3,9 @@
 Conventions every statement follows:
 
 - one notebook is ``n``, found by ``OWNED``: ``$1`` its id, ``$2`` its owner
-  (another user's notebook is as absent as a missing one);
+  (another user's notebook is as absent as a missing one), and not in the
+  trash (SPEC §13: a trashed notebook is as absent as a missing one, except
+  to the trash's own statements, which find it by ``TRASHED``);
 - every change of a notebook is one conditional statement built by
   ``_change``: it raises ``revision`` by one in the same statement and holds
   only when ``PRECONDITION`` does (``$3`` the body's ``expected_revision``,
@@ -94,6 +96,18 @@ class NotebookSummary(msgspec.Struct, frozen=True, gc=False):
     updated_at: datetime
 
 
+class TrashedNotebook(msgspec.Struct, frozen=True, gc=False):
+    """One row of the trash (``GET /notebooks/trash``), served as it comes."""
+
+    id: str
+    name: str | None
+    kind: NotebookKind
+    revision: int
+    cell_count: int
+    updated_at: datetime
+    deleted_at: Annotated[datetime, msgspec.Meta(description="When it went to the trash.")]
+
+
 class NotebookState(msgspec.Struct, frozen=True):
     """What a refused change is explained from (``app.notebooks.services.explain``)."""
 
@@ -165,7 +179,13 @@ RUN_TYPES = {
     "ipynb": "json",
 }
 
-OWNED = "n.id = $1 AND n.user_id = $2"
+OWNED = "n.id = $1 AND n.user_id = $2 AND n.deleted_at IS NULL"
+# The same notebook while it is in the trash: what restoring it from there finds.
+TRASHED = "n.id = $1 AND n.user_id = $2 AND n.deleted_at IS NOT NULL"
+# Live or trashed: what deleting for good (purge) finds.
+OWNED_ANYWHERE = "n.id = $1 AND n.user_id = $2"
+Scope = Literal["live", "trashed", "anywhere"]
+SCOPES: dict[Scope, str] = {"live": OWNED, "trashed": TRASHED, "anywhere": OWNED_ANYWHERE}
 PRECONDITION = "($3::bigint IS NULL OR n.revision = $3) AND ($4::bigint IS NULL OR n.revision = $4)"
 
 
@@ -181,16 +201,22 @@ def _position(cell_id: str) -> str:
     )
 
 
-def _change(assignments: str, condition: str = "", returning: str = "n.revision") -> str:
+def _change(
+    assignments: str,
+    condition: str = "",
+    returning: str = "n.revision",
+    owned: str = OWNED,
+) -> str:
     """An UPDATE of one notebook: owner and ``PRECONDITION`` hold, ``revision`` + 1.
 
     Every change of a notebook's row is built here, so whatever must go with
-    each change (a sequence number, say) is added in one place.
+    each change (a sequence number, say) is added in one place.  ``owned``:
+    which notebooks it may find (``OWNED``, live ones, unless it is the trash's).
     """
     return (
         "UPDATE notebooks n\n"
         f"   SET revision = n.revision + 1, updated_at = now(), {assignments}\n"
-        f" WHERE {OWNED} AND {PRECONDITION}{condition}\n"
+        f" WHERE {owned} AND {PRECONDITION}{condition}\n"
         f"RETURNING {returning}"
     )
 
@@ -205,14 +231,23 @@ CELLS = f"SELECT n.cells FROM notebooks n WHERE {OWNED}"
 LIST = f"""
 SELECT u.provisioned_at IS NOT NULL AS provisioned, {select_list(NotebookSummary, "n")}
   FROM users u
-  LEFT JOIN notebooks n ON n.user_id = u.id
+  LEFT JOIN notebooks n ON n.user_id = u.id AND n.deleted_at IS NULL
  WHERE u.id = $1
  ORDER BY n.updated_at DESC, n.id
 """
-STATE = (
-    f"SELECT {select_list(NotebookState, 'n', has_cell=_has_cell('$3'))}"
-    f" FROM notebooks n WHERE {OWNED}"
-)
+# The user's trash, most recently deleted first (the partial index notebooks_trash).
+TRASH = f"""
+SELECT {select_list(TrashedNotebook, "n")}
+  FROM notebooks n
+ WHERE n.user_id = $1 AND n.deleted_at IS NOT NULL
+ ORDER BY n.deleted_at DESC, n.id
+"""
+STATES = {
+    scope: f"SELECT {select_list(NotebookState, 'n', has_cell=_has_cell('$3'))}"
+    f" FROM notebooks n WHERE {owned}"
+    for scope, owned in SCOPES.items()
+}
+STATE = STATES["live"]
 IDENTITY = f"SELECT {select_list(NotebookIdentity, 'n')} FROM notebooks n WHERE n.id = $1"
 
 # -- statements: creating ----------------------------------------------------------------
@@ -277,7 +312,29 @@ MOVE_CELL = _change(
 # as a statement of its own, so that it sees a run written while this one waited.
 REMOVE_CELL = _change(f"cells = n.cells - {_position('$5')}", f" AND {_has_cell('$5')}")
 DELETE_RUN = "DELETE FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
-DELETE_NOTEBOOK = f"DELETE FROM notebooks n WHERE {OWNED} AND {PRECONDITION} RETURNING n.revision"
+# To the trash and back: one more revision each (SPEC §13).
+TRASH_NOTEBOOK = _change("deleted_at = now()")
+UNTRASH_NOTEBOOK = _change("deleted_at = NULL", owned=TRASHED)
+# For good, live or trashed: its runs, search rows, events and checkpoints go by
+# their foreign keys' ON DELETE CASCADE, in the same statement.
+PURGE_NOTEBOOK = (
+    f"DELETE FROM notebooks n WHERE {OWNED_ANYWHERE} AND {PRECONDITION} RETURNING n.revision"
+)
+# Every notebook trashed over $1 days ago (the database's clock, which set
+# deleted_at), at most $2 of them: the purge's batch.  The rows are locked in
+# the subquery, so a notebook restored meanwhile (which no longer matches once
+# its restore commits) is left alone, and one being restored right now is
+# skipped rather than waited for.
+PURGE_TRASHED = """
+DELETE FROM notebooks
+ WHERE id IN (SELECT id FROM notebooks
+               WHERE deleted_at IS NOT NULL
+                 AND deleted_at < now() - make_interval(days => $1::int)
+               ORDER BY deleted_at
+               LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+RETURNING id
+"""
 # Upsert a cell's run state ($3… its fields); the notebook row and its
 # revision stay as they are.  FOR SHARE waits for a concurrent change of the
 # notebook (a cell deletion holds the row) and then re-checks that the cell
@@ -325,10 +382,20 @@ async def summaries(
     return bool(records[0][0]), notebooks
 
 
+async def trash(conn: asyncpg.Connection, user_id: UUID) -> list[TrashedNotebook]:
+    """The user's trashed notebooks, most recently deleted first."""
+    return [TrashedNotebook(*record) for record in await conn.fetch(TRASH, user_id)]
+
+
 async def state(
-    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, cell_id: str | None = None
+    conn: asyncpg.Connection,
+    notebook_id: str,
+    user_id: UUID,
+    cell_id: str | None = None,
+    scope: Scope = "live",
 ) -> NotebookState | None:
-    record = await conn.fetchrow(STATE, notebook_id, user_id, cell_id)
+    """What a refused change is explained from; ``scope``: where the change looked."""
+    record = await conn.fetchrow(STATES[scope], notebook_id, user_id, cell_id)
     return None if record is None else NotebookState(*record)
 
 
@@ -369,11 +436,30 @@ async def set_connection(
     return await _run_change(conn, SET_CONNECTION, notebook_id, user_id, pre, token)
 
 
-async def delete(
+async def move_to_trash(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, pre: Precondition
 ) -> int | None:
-    """Delete the notebook (its runs and search rows go with it); the revision it had."""
-    return await _run_change(conn, DELETE_NOTEBOOK, notebook_id, user_id, pre)
+    """Move the live notebook to the trash; its new revision."""
+    return await _run_change(conn, TRASH_NOTEBOOK, notebook_id, user_id, pre)
+
+
+async def restore_from_trash(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, pre: Precondition
+) -> int | None:
+    """Bring the trashed notebook back as it was; its new revision."""
+    return await _run_change(conn, UNTRASH_NOTEBOOK, notebook_id, user_id, pre)
+
+
+async def purge(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, pre: Precondition
+) -> int | None:
+    """Delete the notebook for good, live or trashed, with everything of it; its last revision."""
+    return await _run_change(conn, PURGE_NOTEBOOK, notebook_id, user_id, pre)
+
+
+async def purge_trashed(conn: asyncpg.Connection, days: int, limit: int) -> list[str]:
+    """Delete for good at most ``limit`` notebooks trashed over ``days`` days ago; their ids."""
+    return [record[0] for record in await conn.fetch(PURGE_TRASHED, days, limit)]
 
 
 async def insert_cell(
