@@ -115,6 +115,15 @@ def parse_if_match(
     return int(digits)
 
 
+def known_revision(tags: set[str]) -> int | None:
+    """The newest revision among ``If-None-Match``'s entity tags: the client has seen it,
+    so no answer may come from a replica that is behind it.  Others' tags count for nothing."""
+    revisions = [
+        int(match.group(1)) for tag in tags if (match := _ENTITY_TAG.match(tag)) is not None
+    ]
+    return max(revisions, default=None)
+
+
 class NotebookController(Controller):
     path = "/notebooks"
     tags = ["notebooks"]
@@ -233,16 +242,18 @@ class NotebookController(Controller):
             exported = await ipynb.export(current_user.id, notebook_id)
             # Documented by IpynbAnswer; Response[Notebook] documents the JSON answer.
             return cast("Response[Notebook]", ipynb_response(exported, VARY))
+        known = None
         if if_none_match is not None:
-            current = await notebooks.revision(current_user.id, notebook_id)
             tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+            known = known_revision(tags)
+            current = await notebooks.revision(current_user.id, notebook_id, known)
             if etag(current.revision) in tags or "*" in tags:
                 return Response(
                     content=None,  # type: ignore[arg-type]
                     status_code=HTTP_304_NOT_MODIFIED,
                     headers={"ETag": etag(current.revision), **seq_header(current.seq), **VARY},
                 )
-        notebook, seq = await notebooks.get(current_user.id, notebook_id)
+        notebook, seq = await notebooks.get(current_user.id, notebook_id, known)
         return Response(
             notebook, headers={"ETag": etag(notebook.revision), **seq_header(seq), **VARY}
         )

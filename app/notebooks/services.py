@@ -50,6 +50,7 @@ from app.notebooks.schemas import (
     StoredCell,
     TrashList,
 )
+from app.replicas.routing import read
 from app.store import notebooks as store
 from app.store import users
 from app.store.notebooks import (
@@ -141,11 +142,14 @@ class NotebookService:
         """Newest first; the first call of a user provisions the blank and demo notebooks.
 
         Without ``limit`` and ``cursor``: every notebook.  With either: one page
-        of a walk (docs/paging.md), ``next_cursor`` giving the next.
+        of a walk (docs/paging.md), ``next_cursor`` giving the next.  A replica
+        may answer once it knows the user as provisioned; a user it does not
+        know yet (just registered) or not as provisioned asks the primary.
         """
         if limit is None and cursor is None:
-            async with connection() as conn:
-                provisioned, notebooks = await store.summaries(conn, user_id)
+            provisioned, notebooks = await read(
+                lambda conn: store.summaries(conn, user_id), fresh=lambda found: found[0] is True
+            )
             if provisioned is False:
                 # Outside the first connection: holding one while waiting for
                 # another could exhaust the pool under a burst of first calls.
@@ -155,8 +159,10 @@ class NotebookService:
             return NotebookList(notebooks=notebooks)
         size = DEFAULT_PAGE if limit is None else limit
         at = store.START if cursor is None else self._position(user_id, cursor)
-        async with connection() as conn:
-            page = await store.page(conn, user_id, at, size)
+        page = await read(
+            lambda conn: store.page(conn, user_id, at, size),
+            fresh=lambda found: found.provisioned is True,
+        )
         if page.provisioned is False:
             await self.provision(user_id)
             async with connection() as conn:
@@ -172,11 +178,18 @@ class NotebookService:
         at = self.cursors.read(_list_scope(user_id), cursor, _ListCursor)
         return store.Position(moment(at.horizon), at.phase, moment(at.updated_at), at.id)
 
-    async def get(self, user_id: UUID, notebook_id: str) -> tuple[Notebook, int]:
-        """The notebook as GET shows it, and its seq (``Cellar-Seq``)."""
+    async def get(
+        self, user_id: UUID, notebook_id: str, known: int | None = None
+    ) -> tuple[Notebook, int]:
+        """The notebook as GET shows it, and its seq (``Cellar-Seq``).
+
+        ``known``: a revision the client holds (its ``If-None-Match``): never answer older.
+        """
         _addressable(notebook_id)
-        async with connection() as conn:
-            row = await store.get(conn, notebook_id, user_id)
+        row = await read(
+            lambda conn: store.get(conn, notebook_id, user_id),
+            fresh=lambda row: row is not None and (known is None or row.revision >= known),
+        )
         if row is None:
             raise NotFound("notebook not found")
         runs = {run.cell_id: run for run in row.runs}
@@ -195,19 +208,25 @@ class NotebookService:
         )
         return notebook, row.seq
 
-    async def revision(self, user_id: UUID, notebook_id: str) -> Changed:
-        """Just the revision (and seq), for conditional GETs that may end in 304."""
+    async def revision(self, user_id: UUID, notebook_id: str, known: int | None = None) -> Changed:
+        """Just the revision (and seq), for conditional GETs that may end in 304; never
+        older than ``known`` (a replica behind the client's ``If-None-Match`` leaves it
+        to the primary)."""
         _addressable(notebook_id)
-        async with connection() as conn:
-            current = await store.revision(conn, notebook_id, user_id)
+        current = await read(
+            lambda conn: store.revision(conn, notebook_id, user_id),
+            fresh=lambda found: found is not None and (known is None or found.revision >= known),
+        )
         if current is None:
             raise NotFound("notebook not found")
         return current
 
     async def graph(self, user_id: UUID, notebook_id: str) -> Graph:
         _addressable(notebook_id)
-        async with connection() as conn:
-            cells = await store.cells(conn, notebook_id, user_id)
+        cells = await read(
+            lambda conn: store.cells(conn, notebook_id, user_id),
+            fresh=lambda found: found is not None,
+        )
         if cells is None:
             raise NotFound("notebook not found")
         return build_graph([CellDeps(c.id, c.reads, c.writes) for c in _DEPS.decode(cells)])
