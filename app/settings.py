@@ -63,6 +63,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Exports kept per process while their notebook is unchanged (app.ipynb.cache); 0: none.
     ipynb_export_cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * MIB
     health_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.5
+    # Days a notebook stays in the trash before the daily purge deletes it for good
+    # (SPEC §13; `cellar purge-trash`); 0: the next purge takes everything in the trash.
+    trash_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 30
     # The admin's session cookie: Secure (HTTPS only) when true; set it behind TLS.
     admin_secure_cookies: bool = False
     # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.
