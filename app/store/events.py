@@ -110,6 +110,27 @@ SELECT n.cells @> jsonb_build_array(jsonb_build_object('id', $3::text)),
 """
 
 
+_IN_WHOLE_OPS = ", ".join(f"'{op}'" for op in WHOLE_OPS)
+# $1 the notebook, $2 the cell, $3 the revision the client edited.  Whether the log
+# still holds every change after that revision (an event at or before it is kept),
+# and the events after it that touched the cell's code: its updates and deletion,
+# and whatever replaced every cell.  The boundary is found from the newest event
+# backwards and the rest read forwards from it: both cover only the events since.
+TOUCHING = f"""
+WITH base AS (
+    SELECT e.seq FROM notebook_events e
+     WHERE e.notebook_id = $1 AND e.revision <= $3
+     ORDER BY e.seq DESC LIMIT 1
+)
+SELECT EXISTS (SELECT 1 FROM base),
+       ARRAY(SELECT ROW({_EVENT_FIELDS}) FROM notebook_events e, base
+              WHERE e.notebook_id = $1 AND e.seq > base.seq
+                AND ((e.cell_id = $2 AND e.op IN ('cell_update', 'cell_delete'))
+                     OR e.op IN ({_IN_WHOLE_OPS}))
+              ORDER BY e.seq)
+"""
+
+
 async def history(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, since: int, limit: int
 ) -> HistoryPage | None:
@@ -144,3 +165,13 @@ async def cell_versions(
         return None
     present, versions = record
     return bool(present), [CellVersion(*each) for each in versions]
+
+
+async def touching(
+    conn: asyncpg.Connection, notebook_id: str, cell_id: str, revision: int
+) -> tuple[bool, list[Event]]:
+    """Whether every change after ``revision`` is still logged, and those that touched the
+    cell's code (owner unchecked: the caller holds the notebook's row)."""
+    record = await conn.fetchrow(TOUCHING, notebook_id, cell_id, revision)
+    complete, events = record
+    return bool(complete), [event(each) for each in events]

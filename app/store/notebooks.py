@@ -301,6 +301,8 @@ STATE = (
     f"SELECT {select_list(NotebookState, 'n', has_cell=_has_cell('$3'))}"
     f" FROM notebooks n WHERE {OWNED}"
 )
+# The same, holding the row until the transaction ends (the merge of a stale code edit).
+LOCK = STATE + " FOR UPDATE OF n"
 IDENTITY = f"SELECT {select_list(NotebookIdentity, 'n')} FROM notebooks n WHERE n.id = $1"
 
 # -- statements: creating ----------------------------------------------------------------
@@ -522,6 +524,14 @@ async def state(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, cell_id: str | None = None
 ) -> NotebookState | None:
     record = await conn.fetchrow(STATE, notebook_id, user_id, cell_id)
+    return None if record is None else NotebookState(*record)
+
+
+async def lock(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, cell_id: str
+) -> NotebookState | None:
+    """The notebook's state, its row locked until the transaction ends (call it in one)."""
+    record = await conn.fetchrow(LOCK, notebook_id, user_id, cell_id)
     return None if record is None else NotebookState(*record)
 
 
