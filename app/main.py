@@ -41,6 +41,7 @@ from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
 from app.system.controllers import SystemController
+from app.system.daily import daily_lifespan
 from app.system.headers import security_headers
 from app.system.openapi import StructSchemas, openapi_config
 from app.system.outage import quiet_pool_logs
@@ -148,7 +149,11 @@ def create_app(settings: Settings) -> Litestar:
         # not; an unreachable database once per outage (app.system.outage).
         logging_config=None,
         plugins=[StructSchemas(), *observability.plugins],
-        lifespan=[database_pool, *([] if replicas is None else [replica_lifespan(replicas)])],
+        lifespan=[
+            database_pool,
+            *([] if replicas is None else [replica_lifespan(replicas)]),
+            *([daily_lifespan(settings)] if settings.daily_jobs else []),
+        ],
         state=State({"settings": settings}),
     )
     return observability.instrument(app)

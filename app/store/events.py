@@ -131,6 +131,43 @@ SELECT EXISTS (SELECT 1 FROM base),
 """
 
 
+# Retention, one batch of notebooks at a time ($3: the last id of the previous batch,
+# '' first; $4: how many).  $1 days, $2 how many events each notebook keeps at least.
+# A notebook loses a prefix of its log: every event up to the newest one that is
+# both old enough and before its last $2, so the retained log never has a hole
+# (``at`` is the transaction's start: not quite in seq order).
+PRUNE = """
+WITH batch AS (
+    SELECT n.id, n.seq FROM notebooks n
+     WHERE n.id > $3 AND n.seq > $2
+     ORDER BY n.id
+     LIMIT $4
+), bound AS (
+    SELECT b.id,
+           (SELECT max(o.seq) FROM notebook_events o
+             WHERE o.notebook_id = b.id AND o.seq <= b.seq - $2
+               AND o.at < now() - make_interval(days => $1::int)) AS seq
+      FROM batch b
+), gone AS (
+    DELETE FROM notebook_events e USING bound
+     WHERE e.notebook_id = bound.id AND e.seq <= bound.seq
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT max(id) FROM batch)
+"""
+
+
+async def prune(
+    conn: asyncpg.Connection, days: int, keep_last: int, after: str, batch: int
+) -> tuple[int, str | None]:
+    """Remove the expired events of up to ``batch`` notebooks with ids after ``after``.
+
+    How many events went, and the last notebook id looked at (None: no more).
+    """
+    deleted, last = await conn.fetchrow(PRUNE, days, keep_last, after, batch)
+    return int(deleted), last
+
+
 async def history(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, since: int, limit: int
 ) -> HistoryPage | None:
