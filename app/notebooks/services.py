@@ -488,7 +488,7 @@ async def _merge_stale_edit(
         base = min(stale)
         if base > state.revision:  # a revision the notebook never had: nothing to merge over
             raise conflict(state.revision, detail)
-        complete, conflicts = await events.touching(conn, notebook_id, cell_id, base)
+        complete, conflicts = await events.touching(conn, notebook_id, user_id, cell_id, base)
         if conflicts:
             raise conflict(
                 state.revision, f"{detail}: the cell was changed since revision {base}", conflicts

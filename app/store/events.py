@@ -111,7 +111,7 @@ SELECT n.cells @> jsonb_build_array(jsonb_build_object('id', $3::text)),
 
 
 _IN_WHOLE_OPS = ", ".join(f"'{op}'" for op in WHOLE_OPS)
-# $1 the notebook, $2 the cell, $3 the revision the client edited.  Whether the log
+# $1 the notebook, $2 the cell, $3 the revision the client edited, $4 the owner.  Whether the log
 # still holds every change after that revision (an event at or before it is kept),
 # and the events after it that touched the cell's code: its updates and deletion,
 # and whatever replaced every cell.  The boundary is found from the newest event
@@ -119,12 +119,12 @@ _IN_WHOLE_OPS = ", ".join(f"'{op}'" for op in WHOLE_OPS)
 TOUCHING = f"""
 WITH base AS (
     SELECT e.seq FROM notebook_events e
-     WHERE e.notebook_id = $1 AND e.revision <= $3
+     WHERE e.notebook_id = $1 AND e.user_id = $4 AND e.revision <= $3
      ORDER BY e.seq DESC LIMIT 1
 )
 SELECT EXISTS (SELECT 1 FROM base),
        ARRAY(SELECT ROW({_EVENT_FIELDS}) FROM notebook_events e, base
-              WHERE e.notebook_id = $1 AND e.seq > base.seq
+              WHERE e.notebook_id = $1 AND e.user_id = $4 AND e.seq > base.seq
                 AND ((e.cell_id = $2 AND e.op IN ('cell_update', 'cell_delete'))
                      OR e.op IN ({_IN_WHOLE_OPS}))
               ORDER BY e.seq)
@@ -205,10 +205,10 @@ async def cell_versions(
 
 
 async def touching(
-    conn: asyncpg.Connection, notebook_id: str, cell_id: str, revision: int
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, cell_id: str, revision: int
 ) -> tuple[bool, list[Event]]:
     """Whether every change after ``revision`` is still logged, and those that touched the
-    cell's code (owner unchecked: the caller holds the notebook's row)."""
-    record = await conn.fetchrow(TOUCHING, notebook_id, cell_id, revision)
+    cell's code (the caller holds the notebook's row, its owner's)."""
+    record = await conn.fetchrow(TOUCHING, notebook_id, cell_id, revision, user_id)
     complete, events = record
     return bool(complete), [event(each) for each in events]
