@@ -311,16 +311,6 @@ def _positive(value: str) -> int:
     return number
 
 
-def _days(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"expected a number of days 0-1000000, got {value!r}")
-    return number
-
-
 def _existing_path(value: str) -> str:
     if not Path(value).exists():
         raise argparse.ArgumentTypeError(f"no such file or directory: {value!r}")
@@ -337,6 +327,26 @@ def _existing_directory(value: str) -> str:
 
 # uvicorn's --log-level choices.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def purge_trash(args: argparse.Namespace) -> None:
+    """``cellar purge-trash``: what the service also does once a day (``app.system.daily``)."""
+    from app.notebooks.services import purge_trash as purge
+
+    settings = _settings_and_schema()
+    days = settings.trash_retention_days if args.older_than_days is None else args.older_than_days
+    purged = _with_pool(settings, lambda: purge(days))
+    print(f"cellar: {purged} notebooks deleted for good (in the trash for over {days} days)")
+
+
+def _days(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 100_000:
+        raise argparse.ArgumentTypeError(f"expected a number of days 0-100000, got {value!r}")
+    return number
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -511,8 +521,23 @@ def _parser() -> argparse.ArgumentParser:
         help="instead of HISTORY_KEEP_LAST: always keep each notebook's last N events",
     )
     prune.set_defaults(handler=prune_history)
+
+    purge = commands.add_parser(
+        "purge-trash",
+        help="delete for good the notebooks in the trash for over TRASH_RETENTION_DAYS",
+        description="Delete for good every notebook that has been in the trash for over "
+        "TRASH_RETENTION_DAYS days (default 30), with its runs, search rows, history and "
+        "checkpoints. The service does the same once a day by itself; this runs it now.",
+    )
+    purge.add_argument(
+        "--older-than-days",
+        metavar="DAYS",
+        type=_days,
+        help="instead of TRASH_RETENTION_DAYS (0: everything in the trash)",
+    )
+    purge.set_defaults(handler=purge_trash)
     # For errors named after the command.
-    for command in (run, admin, legacy_in, legacy_out, ipynb_in, ipynb_out, prune):
+    for command in (run, admin, legacy_in, legacy_out, ipynb_in, ipynb_out, prune, purge):
         command.set_defaults(command_parser=command)
     return parser
 

@@ -28,12 +28,13 @@ from app.cursors import Cursors
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
 from app.history.controllers import HistoryController
+from app.history.retention import prune_history
 from app.history.services import HistoryService
 from app.ipynb.controllers import IpynbController
 from app.ipynb.services import IpynbService
 from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
-from app.notebooks.services import NotebookService
+from app.notebooks.services import NotebookService, purge_trash
 from app.observability.plugin import Observability
 from app.replicas.lifespan import ConsistencyMiddleware, build_replicas, replica_lifespan
 from app.replicas.tokens import HEADER as CONSISTENCY_HEADER
@@ -41,7 +42,7 @@ from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
 from app.system.controllers import SystemController
-from app.system.daily import daily_lifespan
+from app.system.daily import DailyJobs
 from app.system.headers import security_headers
 from app.system.openapi import StructSchemas, openapi_config
 from app.system.outage import quiet_pool_logs
@@ -86,6 +87,15 @@ def create_app(settings: Settings) -> Litestar:
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
     observability = Observability(settings, __version__)
+    # Once a day, one instance at a time (app.system.daily); each also a `cellar` command.
+    daily = DailyJobs(
+        {
+            "purge-trash": lambda: purge_trash(settings.trash_retention_days),
+            "prune-history": lambda: prune_history(
+                settings.history_retention_days, settings.history_keep_last
+            ),
+        }
+    )
 
     # The scope is not copied: the admin puts the full path back for the access log.
     @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=False)
@@ -152,7 +162,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[
             database_pool,
             *([] if replicas is None else [replica_lifespan(replicas)]),
-            *([daily_lifespan(settings)] if settings.daily_jobs else []),
+            daily.lifespan,
         ],
         state=State({"settings": settings}),
     )

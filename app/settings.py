@@ -66,11 +66,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The event log's retention (SPEC §11, docs/history.md): `cellar prune-history` and the
     # service's daily run remove events older than this many days (0: any age), but never
     # a notebook's last HISTORY_KEEP_LAST.
-    history_retention_days: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 90
+    history_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 90
     history_keep_last: Annotated[int, msgspec.Meta(ge=1, le=2**62)] = 1000
-    # Whether this process looks for due daily jobs (app.system.daily: the history's
-    # pruning, …); one instance runs each job once a day whatever the number looking.
-    daily_jobs: bool = True
+    # Days a notebook stays in the trash before the daily purge deletes it for good
+    # (SPEC §13; `cellar purge-trash`); 0: the next purge takes everything in the trash.
+    trash_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 30
     # The admin's session cookie: Secure (HTTPS only) when true; set it behind TLS.
     admin_secure_cookies: bool = False
     # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.

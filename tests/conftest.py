@@ -43,9 +43,6 @@ TEST_ENV = {
     # Generous for the shared in-process client; the limiter itself is tested
     # on a real server process with a small limit (tests/e2e/test_server.py).
     "AUTH_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
-    # No background jobs in the shared in-process app: tests that count statements
-    # must see only their own (tests/api/test_daily.py runs the jobs itself).
-    "DAILY_JOBS": "false",
     "AUTH_PUBLIC_KEY": EXTERNAL_KEY.public_key()
     .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     .decode(),

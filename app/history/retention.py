@@ -1,4 +1,5 @@
-"""Retention of the event log (SPEC §11): ``cellar prune-history`` and the daily run.
+"""Retention of the event log (SPEC §11): ``cellar prune-history`` and the daily run
+(``app.system.daily``: one instance at a time, under an advisory lock).
 
 Events older than ``HISTORY_RETENTION_DAYS`` go, but every notebook keeps at
 least its last ``HISTORY_KEEP_LAST``.  The work goes in batches of notebooks
@@ -11,13 +12,8 @@ seq kept (``app.history.services``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from app.database import transaction
 from app.store import events
-
-if TYPE_CHECKING:
-    from app.settings import Settings
 
 # Notebooks per transaction: each costs a few index probes; a batch stays well under a second.
 BATCH = 500
@@ -33,12 +29,6 @@ async def prune_history(days: int, keep_last: int, batch: int = BATCH) -> int:
         if last is None:
             return total
         after = last
-
-
-async def daily_prune(settings: Settings) -> str:
-    """The daily job (``app.system.daily``): prune with the service's settings."""
-    deleted = await prune_history(settings.history_retention_days, settings.history_keep_last)
-    return summary(deleted, settings.history_retention_days, settings.history_keep_last)
 
 
 def summary(deleted: int, days: int, keep_last: int) -> str:

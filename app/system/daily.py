@@ -1,14 +1,24 @@
-"""Jobs the service runs once a day, on one instance at a time (SPEC §11, §13).
+"""Once-a-day maintenance inside the service: one instance at a time (SPEC §11, §13).
 
-Each instance (each worker process) looks every hour, at a jittered time,
-whether a job is due; the first to claim it runs it (``app.store.daily``: a
-transaction-level advisory lock, then a claim row that makes it due again
-23 hours later), the others skip it.  There is no timer per instance that
-fires in step with the others, and no lock held while the job runs: a job
-does its work in short transactions of its own.  A job that fails is logged
-and tried again the next day (or run by hand: each has a ``cellar`` command).
+Each job is an async function answering how many rows it removed; the
+service registers its jobs in ``create_app`` (``purge-trash`` here; the
+history's ``prune-history`` joins it there) and each also has a ``cellar``
+command for running it by hand.
 
-A new daily job is one more ``DailyJob`` in ``DAILY_JOBS``.
+Every process of the service runs the jobs a few minutes after start
+(spread at random, so that instances started together do not all go at
+once), then every 24 hours.  A job runs under a PostgreSQL advisory lock
+named after it, taken with ``pg_try_advisory_xact_lock`` in a transaction
+of its own: an instance that finds the lock held skips that job this time
+(another one is running it), never waits.  Transaction-level, not session,
+so that it is released whatever happens to the connection and works behind
+PgBouncer in transaction mode.  The job's own statements run on other
+connections, in transactions of their own: the lock's transaction only
+holds the lock.  With several instances the jobs may run more than once a
+day: each is idempotent, so that costs only a quick pass that finds nothing.
+
+A failing job is logged and retried at the next period; it never stops the
+service or the other jobs.
 """
 
 from __future__ import annotations
@@ -17,83 +27,74 @@ import asyncio
 import logging
 import random
 from contextlib import asynccontextmanager, suppress
-from datetime import timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from app.database import connection, transaction
-from app.history.retention import daily_prune
-from app.store import daily
+from app.database import get_engine
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-    from contextlib import AbstractAsyncContextManager
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
     from litestar import Litestar
 
-    from app.settings import Settings
+log = logging.getLogger(__name__)
 
-log = logging.getLogger("cellar.daily")
-
-# A job is due again this long after it was last claimed (not 24 h: checks are hourly
-# with jitter, so runs would otherwise drift later every day).
-EVERY = timedelta(hours=23)
-CHECK_SECONDS = 3600.0
-# The first look after start-up: not at once (many instances restarting together).
-FIRST_CHECK_SECONDS = 300.0
+DAY_SECONDS = 24 * 60 * 60
+# The first run comes this many seconds after start, drawn at random.
+FIRST_RUN_SECONDS = (60.0, 600.0)
+# ``hashtext`` of this prefix and the job's name is the advisory lock's key.
+LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('cellar daily: ' || $1))"
 
 
-class DailyJob(NamedTuple):
-    name: str  # also the command that runs it by hand: `cellar <name>`
-    run: Callable[[Settings], Awaitable[str]]  # its one-line outcome
+class DailyJobs:
+    """The service's daily jobs and the task that runs them."""
 
+    def __init__(
+        self,
+        jobs: Mapping[str, Callable[[], Awaitable[int]]],
+        *,
+        period: float = DAY_SECONDS,
+        first_run: tuple[float, float] = FIRST_RUN_SECONDS,
+    ) -> None:
+        self.jobs = dict(jobs)
+        self.period = period
+        self.first_run = first_run
 
-DAILY_JOBS: tuple[DailyJob, ...] = (DailyJob("prune-history", daily_prune),)
+    async def run_job(self, name: str) -> int | None:
+        """Run one job under its lock: how many rows it removed, None when another held it."""
+        engine = get_engine()
+        if engine.pool is None:
+            raise RuntimeError("the connection pool is not running")
+        async with engine.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(LOCK, name):
+                log.info("daily %s: running on another instance, skipped here", name)
+                return None
+            removed = await self.jobs[name]()
+        log.info("daily %s: %d removed", name, removed)
+        return removed
 
+    async def run_all(self) -> dict[str, int | None]:
+        """Each job once, one after the other; a failure is logged and the next one runs."""
+        done: dict[str, int | None] = {}
+        for name in self.jobs:
+            try:
+                done[name] = await self.run_job(name)
+            except Exception:
+                log.exception("daily %s failed; next try in %.0f s", name, self.period)
+        return done
 
-async def run_due(
-    settings: Settings, jobs: Sequence[DailyJob] = DAILY_JOBS, every: timedelta = EVERY
-) -> dict[str, str]:
-    """Run the jobs that are due and that this instance claims; their outcomes."""
-    outcomes: dict[str, str] = {}
-    for job in jobs:
-        async with transaction() as conn:
-            claimed = await daily.claim(conn, job.name, every)
-        if not claimed:
-            continue
-        try:
-            outcome = await job.run(settings)
-        except Exception as exc:  # logged and recorded; tomorrow's run tries again
-            log.exception("daily job %s failed", job.name)
-            outcome = f"failed: {type(exc).__name__}: {exc}"
-        else:
-            log.info("daily job %s: %s", job.name, outcome)
-        async with connection() as conn:
-            await daily.finish(conn, job.name, outcome[:1000])
-        outcomes[job.name] = outcome
-    return outcomes
-
-
-async def _loop(settings: Settings) -> None:
-    await asyncio.sleep(FIRST_CHECK_SECONDS * (1 + random.random()))
-    while True:
-        try:
-            await run_due(settings)
-        except Exception as exc:  # the database may be away: the next look tries again
-            log.warning("daily jobs not checked: %s: %s", type(exc).__name__, exc)
-        await asyncio.sleep(CHECK_SECONDS * (0.9 + 0.2 * random.random()))
-
-
-def daily_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """The app's lifespan part that looks for due jobs while the app runs."""
+    async def _forever(self) -> None:
+        await asyncio.sleep(random.uniform(*self.first_run))
+        while True:
+            await self.run_all()
+            await asyncio.sleep(self.period)
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        task = asyncio.create_task(_loop(settings), name="cellar daily jobs")
+    async def lifespan(self, _: Litestar) -> AsyncIterator[None]:
+        """Run the jobs in the background while the app serves (after the pool starts)."""
+        task = asyncio.create_task(self._forever(), name="cellar-daily")
         try:
             yield
         finally:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-
-    return lifespan

@@ -1,22 +1,18 @@
 """SPEC §11 retention: old events go, each notebook's last ``HISTORY_KEEP_LAST`` stay.
 
-Ages are made by moving ``at`` back in the database.  The daily runner
-claims a job once per period whatever the number of instances asking at
-the same time (several concurrent ``run_due``, as several processes would).
+Ages are made by moving ``at`` back in the database.  The daily run
+goes on one instance at a time whatever the number asking together (several
+concurrent ``run_job``, as several processes would).
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from datetime import timedelta
 from typing import Any
-
-import pytest
 
 from app.database import connection
 from app.history.retention import prune_history
-from app.system.daily import DailyJob, run_due
+from app.system.daily import DailyJobs
 from tests.api.test_notebooks import create_notebook, fresh_user_headers
 
 
@@ -90,58 +86,18 @@ async def test_the_kept_log_never_has_a_hole(client: Any) -> None:
     assert await seqs(notebook_id) == [4, 5, 6]
 
 
-@pytest.fixture
-def job_name() -> str:
-    return f"test-job-{secrets.token_hex(4)}"
-
-
-async def test_a_daily_job_runs_once_whoever_asks(
-    client: Any, settings: Any, job_name: str
-) -> None:
-    assert client is not None
-    runs: list[int] = []
-
-    async def job(_: Any) -> str:
-        runs.append(1)
-        await asyncio.sleep(0.05)
-        return "done"
-
-    jobs = [DailyJob(job_name, job)]
-    outcomes = await asyncio.gather(*(run_due(settings, jobs) for _ in range(6)))
-    assert len(runs) == 1
-    assert sorted(len(o) for o in outcomes) == [0, 0, 0, 0, 0, 1]
-    assert await run_due(settings, jobs) == {}  # not due again yet
-    async with connection() as conn:
-        row = await conn.fetchrow(
-            "SELECT finished_at IS NOT NULL AS finished, outcome FROM cellar_daily_runs"
-            " WHERE job = $1",
-            job_name,
-        )
-        assert row["finished"] and row["outcome"] == "done"
-        await conn.execute(
-            "UPDATE cellar_daily_runs SET started_at = started_at - interval '1 day'"
-            " WHERE job = $1",
-            job_name,
-        )
-    assert await run_due(settings, jobs) == {job_name: "done"}
-    assert len(runs) == 2
-
-
-async def test_a_failing_daily_job_is_recorded(client: Any, settings: Any, job_name: str) -> None:
-    assert client is not None
-
-    async def job(_: Any) -> str:
-        raise RuntimeError("boom")
-
-    outcomes = await run_due(settings, [DailyJob(job_name, job)], every=timedelta(hours=23))
-    assert outcomes == {job_name: "failed: RuntimeError: boom"}
-
-
-async def test_the_prune_history_job_prunes(client: Any, settings: Any) -> None:
+async def test_the_daily_prune_runs_on_one_instance_at_a_time(client: Any) -> None:
+    """As create_app registers it: instances asking together, one runs it, the others skip."""
     _, notebook_id = await _notebook_with_events(client, 3)
     await age(notebook_id, 1000)
-    async with connection() as conn:
-        await conn.execute("DELETE FROM cellar_daily_runs WHERE job = 'prune-history'")
-    outcomes = await run_due(settings)
-    assert outcomes["prune-history"].startswith("pruned ")
-    assert len(await seqs(notebook_id)) == 4  # fewer than HISTORY_KEEP_LAST: all kept
+
+    async def prune() -> int:
+        removed = await prune_history(days=90, keep_last=1)
+        await asyncio.sleep(0.2)  # still running when the others ask
+        return removed
+
+    daily = DailyJobs({"prune-history": prune})
+    results = await asyncio.gather(*(daily.run_job("prune-history") for _ in range(4)))
+    ran = [r for r in results if r is not None]
+    assert len(ran) == 1 and ran[0] >= 3
+    assert await seqs(notebook_id) == [4]
