@@ -40,7 +40,9 @@ from app.notebooks.schemas import (
     NotebookCreated,
     NotebookList,
     NotebookRename,
+    NotebookRestore,
     Saved,
+    TrashList,
 )
 from app.notebooks.services import NotebookService, Precondition
 from app.system.openapi import BEARER, error_responses
@@ -68,6 +70,28 @@ def etag(revision: int) -> str:
     return f'"{revision}"'
 
 
+# Every answer about one notebook's state carries the seq of its last event (SPEC §11):
+# a realtime client resumes from it (``?since=``) without missing or repeating one.
+SEQ_HEADER = "Cellar-Seq"
+
+
+def seq_header(seq: int) -> dict[str, str]:
+    return {SEQ_HEADER: str(seq)}
+
+
+def seq_header_spec() -> list[ResponseHeader]:
+    """The OpenAPI description of ``Cellar-Seq`` (the handler sets the value)."""
+    return [
+        ResponseHeader(
+            name=SEQ_HEADER,
+            value="12",
+            description="The seq of the notebook's last event (that of this change, for a "
+            "change): pass it as `since` to the history or the event stream.",
+            documentation_only=True,
+        )
+    ]
+
+
 def parse_if_match(
     header: Annotated[
         str | None,
@@ -89,6 +113,15 @@ def parse_if_match(
     if len(digits) > len(str(MAX_REVISION)) or int(digits) > MAX_REVISION:
         raise InvalidInput("If-Match", f"revision out of range 0…{MAX_REVISION}")
     return int(digits)
+
+
+def known_revision(tags: set[str]) -> int | None:
+    """The newest revision among ``If-None-Match``'s entity tags: the client has seen it,
+    so no answer may come from a replica that is behind it.  Others' tags count for nothing."""
+    revisions = [
+        int(match.group(1)) for tag in tags if (match := _ENTITY_TAG.match(tag)) is not None
+    ]
+    return max(revisions, default=None)
 
 
 class NotebookController(Controller):
@@ -128,20 +161,39 @@ class NotebookController(Controller):
         """
         return await notebooks.list(current_user.id, limit, cursor)
 
+    # Declared before /{notebook_id}: Litestar matches a static segment before a
+    # parameter anyway, so "trash" is never taken for a notebook's id.
+    @get(
+        "/trash",
+        operation_id="listTrash",
+        summary="List your trashed notebooks",
+        responses=error_responses(401),
+    )
+    async def list_trash(
+        self, current_user: NamedDependency[AuthUser], notebooks: NamedDependency[NotebookService]
+    ) -> TrashList:
+        """The caller's notebooks in the trash, most recently deleted first (SPEC §13).
+
+        They stay `TRASH_RETENTION_DAYS` (default 30), then are deleted for good.
+        """
+        return await notebooks.trash(current_user.id)
+
     @post(
         operation_id="createNotebook",
         summary="Create a notebook",
         responses=error_responses(400, 401, 413),
+        response_headers=seq_header_spec(),
     )
     async def create_notebook(
         self,
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         data: JSONBody[NotebookCreate | None] = None,
-    ) -> NotebookCreated:
+    ) -> Response[NotebookCreated]:
         """A new notebook with one empty python cell (the body may be left out)."""
         name = data.name if data is not None else None
-        return NotebookCreated(notebook_id=await notebooks.create(current_user.id, name))
+        notebook_id = await notebooks.create(current_user.id, name)
+        return Response(NotebookCreated(notebook_id=notebook_id), headers=seq_header(1))
 
     @get(
         "/{notebook_id:str}",
@@ -153,7 +205,8 @@ class NotebookController(Controller):
                 value='"12"',  # documents the type only: the handler sets the real one
                 description='The revision as an entity tag, e.g. `"12"`.',
                 documentation_only=True,
-            )
+            ),
+            *seq_header_spec(),
         ],
         responses={
             304: ResponseSpec(
@@ -189,23 +242,28 @@ class NotebookController(Controller):
             exported = await ipynb.export(current_user.id, notebook_id)
             # Documented by IpynbAnswer; Response[Notebook] documents the JSON answer.
             return cast("Response[Notebook]", ipynb_response(exported, VARY))
+        known = None
         if if_none_match is not None:
-            revision = await notebooks.revision(current_user.id, notebook_id)
             tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-            if etag(revision) in tags or "*" in tags:
+            known = known_revision(tags)
+            current = await notebooks.revision(current_user.id, notebook_id, known)
+            if etag(current.revision) in tags or "*" in tags:
                 return Response(
                     content=None,  # type: ignore[arg-type]
                     status_code=HTTP_304_NOT_MODIFIED,
-                    headers={"ETag": etag(revision), **VARY},
+                    headers={"ETag": etag(current.revision), **seq_header(current.seq), **VARY},
                 )
-        notebook = await notebooks.get(current_user.id, notebook_id)
-        return Response(notebook, headers={"ETag": etag(notebook.revision), **VARY})
+        notebook, seq = await notebooks.get(current_user.id, notebook_id, known)
+        return Response(
+            notebook, headers={"ETag": etag(notebook.revision), **seq_header(seq), **VARY}
+        )
 
     @put(
         "/{notebook_id:str}/name",
         operation_id="renameNotebook",
         summary="Rename a notebook",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def rename(
         self,
@@ -214,16 +272,18 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> Saved:
+    ) -> Response[Saved]:
         """Set the notebook's name (`null` clears it); raises the revision by one."""
         pre = Precondition(data.expected_revision, if_match)
-        return Saved(revision=await notebooks.rename(current_user.id, notebook_id, data.name, pre))
+        changed = await notebooks.rename(current_user.id, notebook_id, data.name, pre)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @put(
         "/{notebook_id:str}/db",
         operation_id="setNotebookConnection",
         summary="Set the database of sql cells",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def set_connection(
         self,
@@ -232,16 +292,16 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> Saved:
+    ) -> Response[Saved]:
         """Set the database the notebook's sql cells run against.
 
         Stored encrypted; reads show it with the password masked. `null` or `""` clears it.
         """
         pre = Precondition(data.expected_revision, if_match)
-        revision = await notebooks.set_connection(
+        changed = await notebooks.set_connection(
             current_user.id, notebook_id, data.connection_string, pre
         )
-        return Saved(revision=revision)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @delete(
         "/{notebook_id:str}",
@@ -249,6 +309,7 @@ class NotebookController(Controller):
         status_code=HTTP_200_OK,
         summary="Delete a notebook",
         responses=error_responses(400, 401, 404, 409, 412),
+        response_headers=seq_header_spec(),
     )
     async def delete_notebook(
         self,
@@ -257,17 +318,49 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
         expected_revision: ExpectedRevisionQuery = None,
-    ) -> Done:
-        """Delete the notebook and everything in it."""
+        purge: Annotated[
+            bool,
+            QueryParameter(
+                description="Delete for good, from the trash or not: the notebook, its runs, "
+                "search rows, history and checkpoints. Cannot be undone."
+            ),
+        ] = False,
+    ) -> Response[Done]:
+        """Move the notebook to the trash (one more revision); restorable from there.
+
+        With `?purge=true`, delete it for good instead.
+        """
         pre = Precondition(expected_revision, if_match)
-        await notebooks.delete(current_user.id, notebook_id, pre)
-        return Done()
+        changed = await notebooks.delete(current_user.id, notebook_id, pre, purge=purge)
+        return Response(Done(), headers=seq_header(changed.seq))
+
+    @post(
+        "/{notebook_id:str}/restore",
+        operation_id="restoreNotebook",
+        status_code=HTTP_200_OK,
+        summary="Restore a notebook from the trash",
+        responses=error_responses(400, 401, 404, 409, 412),
+        response_headers=seq_header_spec(),
+    )
+    async def restore_notebook(
+        self,
+        notebook_id: FromPath[str],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+        data: JSONBody[NotebookRestore | None] = None,
+    ) -> Response[Saved]:
+        """Bring a trashed notebook back as it was (one more revision); 404 if not in the trash."""
+        pre = Precondition(data.expected_revision if data is not None else None, if_match)
+        changed = await notebooks.restore_from_trash(current_user.id, notebook_id, pre)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @post(
         "/{notebook_id:str}/cells",
         operation_id="insertCell",
         summary="Insert a cell",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def insert_cell(
         self,
@@ -276,19 +369,22 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> CellCreated:
+    ) -> Response[CellCreated]:
         """Insert a cell at `index` (absent: append); answers the cell with its analysis."""
         pre = Precondition(data.expected_revision, if_match)
-        cell, revision = await notebooks.insert_cell(
+        cell, changed = await notebooks.insert_cell(
             current_user.id, notebook_id, data.type, data.code, data.index, pre
         )
-        return CellCreated(cell=cell, revision=revision)
+        return Response(
+            CellCreated(cell=cell, revision=changed.revision), headers=seq_header(changed.seq)
+        )
 
     @put(
         "/{notebook_id:str}/cells/{cell_id:str}",
         operation_id="updateCell",
         summary="Edit a cell's code",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def update_cell(
         self,
@@ -298,13 +394,15 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> CellSaved:
+    ) -> Response[CellSaved]:
         """Replace a cell's code; the server recomputes its `reads` and `writes`."""
         pre = Precondition(data.expected_revision, if_match)
-        cell, revision = await notebooks.update_cell(
+        cell, edited = await notebooks.update_cell(
             current_user.id, notebook_id, cell_id, data.code, pre
         )
-        return CellSaved(revision=revision, cell=cell)
+        return Response(
+            CellSaved(revision=edited.revision, cell=cell), headers=seq_header(edited.seq)
+        )
 
     @delete(
         "/{notebook_id:str}/cells/{cell_id:str}",
@@ -312,6 +410,7 @@ class NotebookController(Controller):
         status_code=HTTP_200_OK,
         summary="Delete a cell",
         responses=error_responses(400, 401, 404, 409, 412),
+        response_headers=seq_header_spec(),
     )
     async def delete_cell(
         self,
@@ -321,12 +420,11 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
         expected_revision: ExpectedRevisionQuery = None,
-    ) -> Saved:
+    ) -> Response[Saved]:
         """Delete a cell and its run state."""
         pre = Precondition(expected_revision, if_match)
-        return Saved(
-            revision=await notebooks.delete_cell(current_user.id, notebook_id, cell_id, pre)
-        )
+        changed = await notebooks.delete_cell(current_user.id, notebook_id, cell_id, pre)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @post(
         "/{notebook_id:str}/cells/{cell_id:str}/move",
@@ -334,6 +432,7 @@ class NotebookController(Controller):
         status_code=HTTP_200_OK,
         summary="Move a cell",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def move_cell(
         self,
@@ -343,20 +442,21 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> Saved:
+    ) -> Response[Saved]:
         """Move a cell so that it ends at `index` of the new order.
 
         `[a, b, c, d]`, moving `a` to 2, gives `[b, c, a, d]`.
         """
         pre = Precondition(data.expected_revision, if_match)
-        revision = await notebooks.move_cell(current_user.id, notebook_id, cell_id, data.index, pre)
-        return Saved(revision=revision)
+        changed = await notebooks.move_cell(current_user.id, notebook_id, cell_id, data.index, pre)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @put(
         "/{notebook_id:str}/cells/{cell_id:str}/outputs",
         operation_id="writeCellOutputs",
         summary="Store a cell's run state",
         responses=error_responses(400, 401, 404, 413),
+        response_headers=seq_header_spec(),
     )
     async def write_outputs(
         self,
@@ -365,10 +465,10 @@ class NotebookController(Controller):
         data: JSONBody[CellOutputs],
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
-    ) -> Done:
+    ) -> Response[Done]:
         """Store a cell's run state (the execution engine does); the revision does not change."""
-        await notebooks.write_outputs(current_user.id, notebook_id, cell_id, data)
-        return Done()
+        seq = await notebooks.write_outputs(current_user.id, notebook_id, cell_id, data)
+        return Response(Done(), headers=seq_header(seq))
 
     @get(
         "/{notebook_id:str}/graph",

@@ -59,6 +59,11 @@ class Notebook(Table, tablename="notebooks"):
         help_text="Raised by one on every change of name, cells or connection string "
         "(by the database for the admin's edits); read-only in the admin.",
     )
+    seq = BigInt(
+        default=0,
+        help_text="The seq of the notebook's last event (notebook_events, SPEC §11); raised "
+        "with every change, by the database for the admin's edits; read-only in the admin.",
+    )
     cells = JSONB(
         default=[],
         help_text="Ordered cells: id, type, code, reads, writes, metadata; read-only in the admin.",
@@ -79,6 +84,12 @@ class Notebook(Table, tablename="notebooks"):
     )
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
+    deleted_at = Timestamptz(
+        null=True,
+        default=None,
+        help_text="When the notebook went to the trash (SPEC §13); empty while it is live. "
+        "Restore it with the form 'Restore a notebook from the trash'.",
+    )
 
     @classmethod
     def get_readable(cls) -> Readable:

@@ -17,12 +17,15 @@ import msgspec
 from app.cursors import micros, moment
 from app.database import connection
 from app.errors import InvalidInput
+from app.replicas.routing import read
 from app.search.schemas import SearchMatch, SearchQuery, SearchResult, SearchResults
 from app.store import search as store
 from app.store.search import MAX_MATCHES, SearchStatement, Window
 
 if TYPE_CHECKING:
     from uuid import UUID
+
+    import asyncpg
 
     from app.cursors import Cursors
     from app.store.search import Found
@@ -85,26 +88,9 @@ class SearchService:
     ) -> SearchResults:
         """One page of the caller's notebooks that match, best first within each window."""
         at = store.START if cursor is None else self._read(user_id, query, cursor)
-        wanted = query.limit + 1  # one more than the page: is there a next one?
-        given: list[tuple[Found, Window]] = []
-        finished = False
-        async with connection() as conn:
-            for _ in range(MAX_WINDOWS):
-                need = wanted - len(given)
-                batch = await store.run(conn, await self.statement(user_id, query, at, need))
-                at = at._replace(horizon=batch.horizon)
-                window = at._replace(end=batch.end or store.phase_end(at.phase))
-                given.extend((found, window) for found in batch.rows)
-                if len(given) >= wanted:
-                    break
-                # This window is spent: the next one, or the next phase, or the end.
-                if batch.end is not None:
-                    at = store.Window(batch.horizon, at.phase, batch.end, None, None)
-                elif at.phase == 1:
-                    at = store.Window(batch.horizon, 2, store.phase_end(1), None, None)
-                else:
-                    finished = True
-                    break
+        given, at, finished = await read(
+            lambda conn: self._windows(conn, user_id, query, at, query.limit + 1)
+        )
         next_cursor = None
         if len(given) > query.limit:
             found, window = given[query.limit - 1]
@@ -125,6 +111,29 @@ class SearchService:
             ],
             next_cursor=next_cursor,
         )
+
+    async def _windows(
+        self, conn: asyncpg.Connection, user_id: UUID, query: SearchQuery, at: Window, wanted: int
+    ) -> tuple[list[tuple[Found, Window]], Window, bool]:
+        """Up to ``wanted`` rows from ``at`` on, each with its window; where the walk then
+        stands; whether it is over.  ``wanted`` is one more than the page: is there more?"""
+        given: list[tuple[Found, Window]] = []
+        for _ in range(MAX_WINDOWS):
+            need = wanted - len(given)
+            batch = await store.run(conn, await self.statement(user_id, query, at, need))
+            at = at._replace(horizon=batch.horizon)
+            window = at._replace(end=batch.end or store.phase_end(at.phase))
+            given.extend((found, window) for found in batch.rows)
+            if len(given) >= wanted:
+                break
+            # This window is spent: the next one, or the next phase, or the end.
+            if batch.end is not None:
+                at = store.Window(batch.horizon, at.phase, batch.end, None, None)
+            elif at.phase == 1:
+                at = store.Window(batch.horizon, 2, store.phase_end(1), None, None)
+            else:
+                return given, at, True
+        return given, at, False
 
     def _make(self, user_id: UUID, query: SearchQuery, at: Window) -> str:
         if self._cursors is None:

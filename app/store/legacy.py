@@ -13,7 +13,9 @@ from uuid import UUID
 import msgspec
 
 from .notebooks import (
+    EVENT_COLUMNS,
     NEW_TYPES,
+    NOTIFY,
     RUN_COLUMNS,
     RUN_TYPES,
     RUNS,
@@ -22,6 +24,7 @@ from .notebooks import (
     RunState,
     with_runs,
 )
+from .notebooks import SNAPSHOT as _SNAPSHOT
 from .rows import arrays, select_list, unnest
 
 if TYPE_CHECKING:
@@ -65,12 +68,17 @@ _LEGACY = f"""
 SELECT {select_list(LegacyRow, "n", owner="u.external_id", runs=RUNS)}
   FROM notebooks n JOIN users u ON u.id = n.user_id
 """
+# The import compares with every notebook of an id, trashed ones too: a file of a
+# trashed notebook updates it there (it stays in the trash).  The export writes
+# live notebooks only: the legacy app has no trash, and a trashed notebook
+# written back would come back to life there (docs/trash.md).
 BY_ID = _LEGACY + " WHERE n.id = ANY($1::text[])"
-EXPORT_ALL = _LEGACY + " ORDER BY n.id"
-EXPORT_OF_OWNER = _LEGACY + " WHERE u.external_id = $1 ORDER BY n.id"
-COUNT_ALL = "SELECT count(*) FROM notebooks"
+EXPORT_ALL = _LEGACY + " WHERE n.deleted_at IS NULL ORDER BY n.id"
+EXPORT_OF_OWNER = _LEGACY + " WHERE u.external_id = $1 AND n.deleted_at IS NULL ORDER BY n.id"
+COUNT_ALL = "SELECT count(*) FROM notebooks WHERE deleted_at IS NULL"
 COUNT_OF_OWNER = (
-    "SELECT count(*) FROM notebooks n JOIN users u ON u.id = n.user_id WHERE u.external_id = $1"
+    "SELECT count(*) FROM notebooks n JOIN users u ON u.id = n.user_id"
+    " WHERE u.external_id = $1 AND n.deleted_at IS NULL"
 )
 SPECIAL_NOTEBOOKS = f"""
 SELECT {select_list(SpecialNotebook, "n", owner="u.external_id")}
@@ -80,13 +88,22 @@ SELECT {select_list(SpecialNotebook, "n", owner="u.external_id")}
 # New contents for imported notebooks that exist (their kind and demo version
 # stay).  "Revision taken from the file when higher": otherwise one more than
 # stored, as for any other change (SPEC §3), computed against the row as it is now.
+# Each is an ``import`` event (actor ``import``) with its wake-up, in the same statement.
 REPLACE = f"""
-UPDATE notebooks n
-   SET name = t.name, db_conn_string = t.db_conn_string, cells = t.cells::jsonb,
-       revision = GREATEST(t.revision, n.revision + 1), updated_at = now()
-  FROM {unnest(NewNotebook, NEW_TYPES)}
- WHERE n.id = t.id AND n.user_id = t.user_id
-RETURNING n.id
+WITH r AS (
+    UPDATE notebooks n
+       SET name = t.name, db_conn_string = t.db_conn_string, cells = t.cells::jsonb,
+           revision = GREATEST(t.revision, n.revision + 1), seq = n.seq + 1,
+           updated_at = now()
+      FROM {unnest(NewNotebook, NEW_TYPES)}
+     WHERE n.id = t.id AND n.user_id = t.user_id
+    RETURNING n.id, n.user_id, n.revision, n.seq, n.name, n.kind, n.cells, n.db_conn_string
+), event AS (
+    INSERT INTO notebook_events ({EVENT_COLUMNS})
+    SELECT r.id, r.seq, r.user_id, r.revision, 'import', 'import', NULL, {_SNAPSHOT}
+      FROM r
+)
+SELECT r.id, {NOTIFY.format(seq="r.seq", notebook_id="r.id")} FROM r
 """
 DELETE_RUNS = "DELETE FROM cell_runs WHERE notebook_id = ANY($1::text[])"
 INSERT_RUNS = f"""

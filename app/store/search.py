@@ -1,7 +1,10 @@
 """Search over one user's notebooks (SPEC §6): one statement per search, built from clauses.
 
-Every statement keeps to ``user_id = $1``; the other conditions are the
-ones the GIN indexes serve.  Code is indexed per cell, in ``cell_search``
+Every statement keeps to ``user_id = $1`` and to live notebooks
+(``deleted_at IS NULL``: the trash is searched by nobody, SPEC §13; the GIN
+indexes on ``notebooks`` are partial on that predicate, and ``cell_search``
+holds no trashed notebook's cells); the other conditions are the ones the
+GIN indexes serve.  Code is indexed per cell, in ``cell_search``
 (kept by triggers from the cells document, so that an edit re-indexes one
 cell, not the notebook; its rows carry the owner, which leads its GIN indexes
 where the server has btree_gin); names and the cells document are indexed on
@@ -235,20 +238,20 @@ WITH found AS MATERIALIZED (
     -- btree instead (which is the walk's job).
     SELECT n.id, n.updated_at
       FROM {source}
-     WHERE {range}{where}
+     WHERE n.user_id = $1 AND {range}{where}
 ), probe AS (
     SELECT $11::boolean OR count(*) FILTER (WHERE {walk_match}) >= {probe_hits}
            OR count(*) < {probe} AS walk
       FROM (SELECT n.id, n.updated_at, n.name, n.name_tsv, n.cells
               FROM notebooks n
-             WHERE {range}
+             WHERE n.user_id = $1 AND {range}
              ORDER BY {recency}
              LIMIT {probe}) AS n{walk_cells}
 ), members AS MATERIALIZED (
     (SELECT n.id, n.updated_at
        FROM (SELECT n.id, n.updated_at, n.name, n.name_tsv, n.cells
                FROM notebooks n
-              WHERE {range}
+              WHERE n.user_id = $1 AND {range}
               ORDER BY {recency}
               LIMIT {visits}) AS n{walk_cells}
       WHERE {walk_match} AND (SELECT walk FROM probe)
@@ -274,7 +277,7 @@ WITH found AS MATERIALIZED (
       LEFT JOIN (SELECT n.updated_at, n.id::text AS id FROM members n
                   ORDER BY {recency} OFFSET {window} - 1 LIMIT 1) AS t ON true
       LEFT JOIN (SELECT n.updated_at, n.id::text AS id FROM notebooks n
-                  WHERE {range} AND (SELECT walk FROM probe)
+                  WHERE n.user_id = $1 AND {range} AND (SELECT walk FROM probe)
                     AND (SELECT count(*) FROM members) < {window}
                   ORDER BY {recency} OFFSET {visits} - 1 LIMIT 1) AS v ON true
 ), hits AS (
@@ -315,13 +318,15 @@ SELECT {columns}, n.rank AS exact_rank, n.updated_at, e.stamp, e.id, e.last,
 # Phase 1 runs down the recency order, phase 2 up.
 _PHASES = {
     1: {
-        "range": "n.user_id = $1 AND n.updated_at <= coalesce($3::timestamptz, now())"
+        "range": "n.deleted_at IS NULL"
+        " AND n.updated_at <= coalesce($3::timestamptz, now())"
         " AND (n.updated_at, n.id) < ($4::timestamptz, $5::text)"
         " AND (n.updated_at, n.id) >= ($6::timestamptz, $7::text)",
         "recency": "n.updated_at DESC, n.id DESC",
     },
     2: {
-        "range": "n.user_id = $1 AND n.updated_at > coalesce($3::timestamptz, now())"
+        "range": "n.deleted_at IS NULL"
+        " AND n.updated_at > coalesce($3::timestamptz, now())"
         " AND (n.updated_at, n.id) > ($4::timestamptz, $5::text)"
         " AND (n.updated_at, n.id) <= ($6::timestamptz, $7::text)",
         "recency": "n.updated_at, n.id",
@@ -351,7 +356,7 @@ _MATCHED = """(SELECT DISTINCT id
                UNION ALL
                SELECT m.id
                  FROM notebooks m
-                WHERE m.user_id = $1 AND ({name_hit})) AS matched) AS h
+                WHERE m.user_id = $1 AND m.deleted_at IS NULL AND ({name_hit})) AS matched) AS h
       JOIN notebooks n ON n.id = h.id"""
 
 # A member's share of the rank from its cells: the matching cell_search rows of
