@@ -14,6 +14,7 @@ from typing import Annotated, Any, cast
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
+from litestar.enums import MediaType
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
@@ -177,8 +178,16 @@ class NotebookController(Controller):
                     status_code=HTTP_304_NOT_MODIFIED,
                     headers={"ETag": etag(revision), **VARY},
                 )
-        notebook = await notebooks.get(current_user.id, notebook_id)
-        return Response(notebook, headers={"ETag": etag(notebook.revision), **VARY})
+        answer = await notebooks.read(current_user.id, notebook_id)
+        # Already encoded (maybe kept by the read cache): sent as it is.
+        return cast(
+            "Response[Notebook]",
+            Response(
+                answer.body,
+                media_type=MediaType.JSON,
+                headers={"ETag": etag(answer.revision), **VARY},
+            ),
+        )
 
     @put(
         "/{notebook_id:str}/name",

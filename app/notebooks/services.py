@@ -37,6 +37,7 @@ from app.errors import (
 from app.notebooks.cells import ENCODE, api_cell, blank_cells, code_edits, demo_cells, make_cell
 from app.notebooks.demo import load_demo
 from app.notebooks.graph import CellDeps, Graph, build_graph
+from app.notebooks.read_cache import Answer, ReadCache
 from app.notebooks.schemas import (
     Cell,
     CellOutputs,
@@ -45,6 +46,7 @@ from app.notebooks.schemas import (
     NotebookList,
     StoredCell,
 )
+from app.observability.metrics import READ_CACHE_READS, READ_CACHE_SIZE
 from app.store import notebooks as store
 from app.store import users
 from app.store.notebooks import (
@@ -66,6 +68,8 @@ if TYPE_CHECKING:
 __all__ = ["NotebookService", "Precondition", "explain"]
 
 T = TypeVar("T")
+
+_HIT, _STALE, _MISS = (READ_CACHE_READS.labels(result) for result in ("hit", "stale", "miss"))
 
 
 class _Deps(msgspec.Struct, frozen=True):
@@ -104,6 +108,7 @@ class NotebookService:
     def __init__(self, settings: Settings, cipher: ConnectionStringCipher) -> None:
         self.settings = settings
         self.cipher = cipher
+        self.read_cache = ReadCache(settings.read_cache_bytes)
 
     # -- reading ---------------------------------------------------------------
 
@@ -119,16 +124,50 @@ class NotebookService:
                 _, notebooks = await store.summaries(conn, user_id)
         return NotebookList(notebooks=notebooks)
 
+    async def read(self, user_id: UUID, notebook_id: str) -> Answer:
+        """``GET /notebooks/{id}``'s answer, encoded: the kept one while the seq holds.
+
+        With an entry for the notebook, one primary-key statement reads its
+        current seq (owner checked); the same seq sends the kept bytes.
+        Otherwise (or with no entry at all: no statement to spare) one full
+        read, kept under the seq read with it.  See ``app.notebooks.read_cache``.
+        """
+        _addressable(notebook_id)
+        cache = self.read_cache
+        async with connection() as conn:
+            if cache.holds(notebook_id):
+                seq = await store.seq(conn, notebook_id, user_id)
+                if seq is None:
+                    raise NotFound("notebook not found")
+                kept = cache.get(notebook_id, user_id, seq)
+                if kept is not None:
+                    _HIT.inc()
+                    return kept
+                _STALE.inc()
+            elif cache.enabled:
+                _MISS.inc()
+            row = await store.get(conn, notebook_id, user_id)
+        if row is None:
+            raise NotFound("notebook not found")
+        answer = Answer(ENCODE(self._notebook(row)), row.revision, row.seq)
+        if cache.enabled:
+            cache.put(notebook_id, user_id, answer)
+            READ_CACHE_SIZE.set(cache.size)
+        return answer
+
     async def get(self, user_id: UUID, notebook_id: str) -> Notebook:
+        """The notebook as GET shows it, as a struct (always a full read)."""
         _addressable(notebook_id)
         async with connection() as conn:
             row = await store.get(conn, notebook_id, user_id)
         if row is None:
             raise NotFound("notebook not found")
+        return self._notebook(row)
+
+    def _notebook(self, row: store.NotebookRow) -> Notebook:
+        """The stored row with each cell's run state merged in and the password masked."""
         runs = {run.cell_id: run for run in row.runs}
-        cells = []
-        for stored in _CELLS.decode(row.cells):
-            cells.append(_merge(stored, runs.get(stored.id)))
+        cells = [_merge(stored, runs.get(stored.id)) for stored in _CELLS.decode(row.cells)]
         return Notebook(
             id=row.id,
             name=row.name,

@@ -78,6 +78,7 @@ class NotebookRow(msgspec.Struct, frozen=True):
     created_at: datetime
     updated_at: datetime
     cells: str
+    seq: int  # SEQ: read in the same statement as the content it versions
     runs: list[RunState]  # last: built from the nested records (with_runs)
 
 
@@ -166,6 +167,16 @@ RUN_TYPES = {
 }
 
 OWNED = "n.id = $1 AND n.user_id = $2"
+# What moves with every change of notebook ``n`` as GET shows it, outputs included
+# (app.notebooks.read_cache keys its answers on it).  Until the event log's
+# ``notebooks.seq`` is there, a stand-in from the row versions: the notebook row's
+# (any UPDATE makes a new xmin) and every run state's (an upsert writes a new xmin
+# and ctid; a deletion changes the count), hashed to a bigint.
+SEQ = (
+    "hashtextextended(n.xmin::text || ':' || (SELECT count(*) || ':' || coalesce(bit_xor("
+    "hashtextextended(r.xmin::text || r.ctid::text, 0)), 0) FROM cell_runs r "
+    "WHERE r.notebook_id = n.id), 0)"
+)
 PRECONDITION = "($3::bigint IS NULL OR n.revision = $3) AND ($4::bigint IS NULL OR n.revision = $4)"
 
 
@@ -197,7 +208,9 @@ def _change(assignments: str, condition: str = "", returning: str = "n.revision"
 
 # -- statements: reading -----------------------------------------------------------------
 
-GET = f"SELECT {select_list(NotebookRow, 'n', runs=RUNS)} FROM notebooks n WHERE {OWNED}"
+GET = f"SELECT {select_list(NotebookRow, 'n', seq=SEQ, runs=RUNS)} FROM notebooks n WHERE {OWNED}"
+# The read cache's revalidation: one primary-key lookup, the owner checked.
+SEQ_OF = f"SELECT {SEQ} FROM notebooks n WHERE {OWNED}"
 REVISION = f"SELECT n.revision FROM notebooks n WHERE {OWNED}"
 CELLS = f"SELECT n.cells FROM notebooks n WHERE {OWNED}"
 # The first column says whether the user was provisioned; the rest are a
@@ -301,6 +314,12 @@ RETURNING true
 async def get(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> NotebookRow | None:
     record = await conn.fetchrow(GET, notebook_id, user_id)
     return None if record is None else with_runs(NotebookRow, record)
+
+
+async def seq(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> int | None:
+    """The notebook's current seq (None: no such notebook of the user's), without reading it."""
+    value = await conn.fetchval(SEQ_OF, notebook_id, user_id)
+    return None if value is None else int(value)
 
 
 async def revision(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> int | None:
