@@ -43,6 +43,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_pool_min_size: Annotated[int, msgspec.Meta(ge=0)] = 1
     database_pool_max_size: PositiveInt = 10
     database_connect_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    # Hot standbys that may serve reads (app.replicas, docs/scaling.md); empty: the
+    # primary serves everything, as before.  A replica further behind than the lag
+    # limit is skipped until it catches up.
+    database_replica_urls: tuple[str, ...] = ()
+    replica_max_lag_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     cellar_data_dir: str = ".cellar"
     token_lifetime_seconds: PositiveInt = 3600
     auth_token_rate_limit_per_minute: PositiveInt = 20
@@ -84,7 +89,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = environ.get(name.upper())
             if value is None or value.strip() == "":
                 continue
-            if name in ("cors_origins", "admin_allowed_hosts", "forwarded_allow_ips"):
+            if name in (
+                "cors_origins",
+                "admin_allowed_hosts",
+                "forwarded_allow_ips",
+                "database_replica_urls",
+            ):
                 raw[name] = [item.strip() for item in value.split(",") if item.strip()]
             else:
                 raw[name] = value.strip()
@@ -109,6 +119,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError("APP_SECRET_KEY: required when DATABASE_URL is set")
             if self.encryption_key is None:
                 raise SettingsError("ENCRYPTION_KEY: required when DATABASE_URL is set")
+        for url in self.database_replica_urls:
+            if not re.match(r"^postgres(ql)?://", url):
+                raise SettingsError(
+                    "DATABASE_REPLICA_URLS: expected postgresql:// URLs, comma-separated"
+                )
         if self.app_secret_key is not None and len(self.app_secret_key) < 32:
             raise SettingsError("APP_SECRET_KEY: expected at least 32 characters")
         if self.encryption_key is not None and not is_fernet_key(self.encryption_key):

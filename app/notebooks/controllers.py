@@ -114,6 +114,15 @@ def parse_if_match(
     return int(digits)
 
 
+def known_revision(tags: set[str]) -> int | None:
+    """The newest revision among ``If-None-Match``'s entity tags: the client has seen it,
+    so no answer may come from a replica that is behind it.  Others' tags count for nothing."""
+    revisions = [
+        int(match.group(1)) for tag in tags if (match := _ENTITY_TAG.match(tag)) is not None
+    ]
+    return max(revisions, default=None)
+
+
 class NotebookController(Controller):
     path = "/notebooks"
     tags = ["notebooks"]
@@ -215,16 +224,18 @@ class NotebookController(Controller):
             exported = await ipynb.export(current_user.id, notebook_id)
             # Documented by IpynbAnswer; Response[Notebook] documents the JSON answer.
             return cast("Response[Notebook]", ipynb_response(exported, VARY))
+        known, current = None, None
         if if_none_match is not None:
-            current = await notebooks.revision(current_user.id, notebook_id)
             tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+            known = known_revision(tags)
+            current = await notebooks.revision(current_user.id, notebook_id, known)
             if etag(current.revision) in tags or "*" in tags:
                 return Response(
                     content=None,  # type: ignore[arg-type]
                     status_code=HTTP_304_NOT_MODIFIED,
                     headers={"ETag": etag(current.revision), **seq_header(current.seq), **VARY},
                 )
-        answer = await notebooks.read(current_user.id, notebook_id)
+        answer = await notebooks.encoded(current_user.id, notebook_id, known, current)
         # Already encoded (maybe kept by the read cache): sent as it is.
         return cast(
             "Response[Notebook]",

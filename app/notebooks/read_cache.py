@@ -81,6 +81,11 @@ class ReadCache:
         """Whether an entry for the notebook is kept (at whatever seq, for whoever)."""
         return notebook_id in self._entries
 
+    def kept_seq(self, notebook_id: str, owner: UUID) -> int | None:
+        """The seq of the answer kept for ``notebook_id`` and ``owner`` (None: none kept)."""
+        entry = self._entries.get(notebook_id)
+        return None if entry is None or entry.owner != owner else entry.answer.seq
+
     def get(self, notebook_id: str, owner: UUID, seq: int) -> Answer | None:
         """The answer kept for ``notebook_id`` if it was read at ``seq`` for ``owner``."""
         entry = self._entries.get(notebook_id)

@@ -51,6 +51,7 @@ from app.notebooks.schemas import (
     StoredCell,
 )
 from app.observability.metrics import READ_CACHE_READS, READ_CACHE_SIZE
+from app.replicas.routing import read
 from app.store import notebooks as store
 from app.store import users
 from app.store.notebooks import (
@@ -140,11 +141,14 @@ class NotebookService:
         """Newest first; the first call of a user provisions the blank and demo notebooks.
 
         Without ``limit`` and ``cursor``: every notebook.  With either: one page
-        of a walk (docs/paging.md), ``next_cursor`` giving the next.
+        of a walk (docs/paging.md), ``next_cursor`` giving the next.  A replica
+        may answer once it knows the user as provisioned; a user it does not
+        know yet (just registered) or not as provisioned asks the primary.
         """
         if limit is None and cursor is None:
-            async with connection() as conn:
-                provisioned, notebooks = await store.summaries(conn, user_id)
+            provisioned, notebooks = await read(
+                lambda conn: store.summaries(conn, user_id), fresh=lambda found: found[0] is True
+            )
             if provisioned is False:
                 # Outside the first connection: holding one while waiting for
                 # another could exhaust the pool under a burst of first calls.
@@ -154,8 +158,10 @@ class NotebookService:
             return NotebookList(notebooks=notebooks)
         size = DEFAULT_PAGE if limit is None else limit
         at = store.START if cursor is None else self._position(user_id, cursor)
-        async with connection() as conn:
-            page = await store.page(conn, user_id, at, size)
+        page = await read(
+            lambda conn: store.page(conn, user_id, at, size),
+            fresh=lambda found: found.provisioned is True,
+        )
         if page.provisioned is False:
             await self.provision(user_id)
             async with connection() as conn:
@@ -171,45 +177,77 @@ class NotebookService:
         at = self.cursors.read(_list_scope(user_id), cursor, _ListCursor)
         return store.Position(moment(at.horizon), at.phase, moment(at.updated_at), at.id)
 
-    async def read(self, user_id: UUID, notebook_id: str) -> Answer:
+    async def encoded(
+        self, user_id: UUID, notebook_id: str, known: int | None = None, at: Changed | None = None
+    ) -> Answer:
         """``GET /notebooks/{id}``'s answer, encoded: the kept one while the seq holds.
 
-        With an entry for the notebook, one primary-key statement reads its
-        current seq (owner checked); the same seq sends the kept bytes.
-        Otherwise (or with no entry at all: no statement to spare) one full
-        read, kept under the seq read with it.  See ``app.notebooks.read_cache``.
+        One statement either way (``store.get_changed``): the notebook's
+        current seq, owner checked, and its full row only when the seq is not
+        the kept answer's; the same seq sends the kept bytes.  ``at``: the
+        revision and seq the caller read already (the 304 path), which may
+        spare the statement.  ``known`` as for ``get``.  See
+        ``app.notebooks.read_cache``.
         """
         _addressable(notebook_id)
         cache = self.read_cache
-        async with connection() as conn:
-            if cache.holds(notebook_id):
-                seq = await store.seq(conn, notebook_id, user_id)
-                if seq is None:
-                    raise NotFound("notebook not found")
-                kept = cache.get(notebook_id, user_id, seq)
-                if kept is not None:
-                    _HIT.inc()
-                    return kept
-                _STALE.inc()
-            elif cache.enabled:
-                _MISS.inc()
-            row = await store.get(conn, notebook_id, user_id)
-        if row is None:
+        kept = cache.kept_seq(notebook_id, user_id)
+        if kept is not None and at is not None and at.seq == kept:
+            answer = cache.get(notebook_id, user_id, kept)
+            if answer is not None:
+                _HIT.inc()
+                return answer
+        current = await read(
+            lambda conn: store.get_changed(conn, notebook_id, user_id, kept),
+            fresh=lambda found: found is not None and (known is None or found.revision >= known),
+        )
+        if current is None:
             raise NotFound("notebook not found")
+        if current.row is None:
+            answer = cache.get(notebook_id, user_id, current.seq)
+            if answer is not None:
+                _HIT.inc()
+                return answer
+            # Dropped or replaced since (another request, the realtime listener): read it.
+            current = await read(
+                lambda conn: store.get_changed(conn, notebook_id, user_id, None),
+                fresh=lambda found: (
+                    found is not None and (known is None or found.revision >= known)
+                ),
+            )
+            if current is None:
+                raise NotFound("notebook not found")
+        assert current.row is not None  # asked with no seq kept: the row comes
+        if cache.enabled:
+            (_MISS if kept is None else _STALE).inc()
+        row = current.row
         answer = Answer(ENCODE(self._notebook(row)), row.revision, row.seq)
         if cache.enabled:
             cache.put(notebook_id, user_id, answer)
             READ_CACHE_SIZE.set(cache.size)
         return answer
 
-    async def get(self, user_id: UUID, notebook_id: str) -> tuple[Notebook, int]:
-        """The notebook as GET shows it, and its seq (``Cellar-Seq``): always a full read."""
+    async def get(
+        self, user_id: UUID, notebook_id: str, known: int | None = None
+    ) -> tuple[Notebook, int]:
+        """The notebook as GET shows it, and its seq (``Cellar-Seq``).
+
+        ``known``: a revision the client holds (its ``If-None-Match``): never answer older.
+        Always a full read (``encoded`` is GET's, through the read cache).
+        """
+        row = await self._row(user_id, notebook_id, known)
+        return self._notebook(row), row.seq
+
+    async def _row(self, user_id: UUID, notebook_id: str, known: int | None) -> store.NotebookRow:
+        """GET's full read, from a replica when one may answer (app.replicas.routing)."""
         _addressable(notebook_id)
-        async with connection() as conn:
-            row = await store.get(conn, notebook_id, user_id)
+        row = await read(
+            lambda conn: store.get(conn, notebook_id, user_id),
+            fresh=lambda row: row is not None and (known is None or row.revision >= known),
+        )
         if row is None:
             raise NotFound("notebook not found")
-        return self._notebook(row), row.seq
+        return row
 
     def _notebook(self, row: store.NotebookRow) -> Notebook:
         """The stored row with each cell's run state merged in and the password masked."""
@@ -226,19 +264,25 @@ class NotebookService:
             cells=cells,
         )
 
-    async def revision(self, user_id: UUID, notebook_id: str) -> Changed:
-        """Just the revision (and seq), for conditional GETs that may end in 304."""
+    async def revision(self, user_id: UUID, notebook_id: str, known: int | None = None) -> Changed:
+        """Just the revision (and seq), for conditional GETs that may end in 304; never
+        older than ``known`` (a replica behind the client's ``If-None-Match`` leaves it
+        to the primary)."""
         _addressable(notebook_id)
-        async with connection() as conn:
-            current = await store.revision(conn, notebook_id, user_id)
+        current = await read(
+            lambda conn: store.revision(conn, notebook_id, user_id),
+            fresh=lambda found: found is not None and (known is None or found.revision >= known),
+        )
         if current is None:
             raise NotFound("notebook not found")
         return current
 
     async def graph(self, user_id: UUID, notebook_id: str) -> Graph:
         _addressable(notebook_id)
-        async with connection() as conn:
-            cells = await store.cells(conn, notebook_id, user_id)
+        cells = await read(
+            lambda conn: store.cells(conn, notebook_id, user_id),
+            fresh=lambda found: found is not None,
+        )
         if cells is None:
             raise NotFound("notebook not found")
         return build_graph([CellDeps(c.id, c.reads, c.writes) for c in _DEPS.decode(cells)])
