@@ -33,7 +33,7 @@ from app.ipynb.controllers import IpynbController
 from app.ipynb.services import IpynbService
 from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
-from app.notebooks.services import NotebookService
+from app.notebooks.services import NotebookService, purge_trash
 from app.observability.plugin import Observability
 from app.replicas.lifespan import ConsistencyMiddleware, build_replicas, replica_lifespan
 from app.replicas.tokens import HEADER as CONSISTENCY_HEADER
@@ -41,6 +41,7 @@ from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
 from app.system.controllers import SystemController
+from app.system.daily import DailyJobs
 from app.system.headers import security_headers
 from app.system.openapi import StructSchemas, openapi_config
 from app.system.outage import quiet_pool_logs
@@ -85,6 +86,8 @@ def create_app(settings: Settings) -> Litestar:
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
     observability = Observability(settings, __version__)
+    # Once a day, one instance at a time (app.system.daily); each also a `cellar` command.
+    daily = DailyJobs({"purge-trash": lambda: purge_trash(settings.trash_retention_days)})
 
     # The scope is not copied: the admin puts the full path back for the access log.
     @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=False)
@@ -148,7 +151,11 @@ def create_app(settings: Settings) -> Litestar:
         # not; an unreachable database once per outage (app.system.outage).
         logging_config=None,
         plugins=[StructSchemas(), *observability.plugins],
-        lifespan=[database_pool, *([] if replicas is None else [replica_lifespan(replicas)])],
+        lifespan=[
+            database_pool,
+            *([] if replicas is None else [replica_lifespan(replicas)]),
+            daily.lifespan,
+        ],
         state=State({"settings": settings}),
     )
     return observability.instrument(app)

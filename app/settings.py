@@ -66,6 +66,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # seq only (app.notebooks.read_cache); 0: none, every read is a full read.
     read_cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * MIB
     health_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.5
+    # Days a notebook stays in the trash before the daily purge deletes it for good
+    # (SPEC §13; `cellar purge-trash`); 0: the next purge takes everything in the trash.
+    trash_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 30
     # The admin's session cookie: Secure (HTTPS only) when true; set it behind TLS.
     admin_secure_cookies: bool = False
     # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.

@@ -41,7 +41,9 @@ from app.notebooks.schemas import (
     NotebookCreated,
     NotebookList,
     NotebookRename,
+    NotebookRestore,
     Saved,
+    TrashList,
 )
 from app.notebooks.services import NotebookService, Precondition
 from app.system.openapi import BEARER, error_responses
@@ -159,6 +161,23 @@ class NotebookController(Controller):
         The first call of a new user creates their blank notebook and the demo notebook.
         """
         return await notebooks.list(current_user.id, limit, cursor)
+
+    # Declared before /{notebook_id}: Litestar matches a static segment before a
+    # parameter anyway, so "trash" is never taken for a notebook's id.
+    @get(
+        "/trash",
+        operation_id="listTrash",
+        summary="List your trashed notebooks",
+        responses=error_responses(401),
+    )
+    async def list_trash(
+        self, current_user: NamedDependency[AuthUser], notebooks: NamedDependency[NotebookService]
+    ) -> TrashList:
+        """The caller's notebooks in the trash, most recently deleted first (SPEC §13).
+
+        They stay `TRASH_RETENTION_DAYS` (default 30), then are deleted for good.
+        """
+        return await notebooks.trash(current_user.id)
 
     @post(
         operation_id="createNotebook",
@@ -306,11 +325,42 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
         expected_revision: ExpectedRevisionQuery = None,
+        purge: Annotated[
+            bool,
+            QueryParameter(
+                description="Delete for good, from the trash or not: the notebook, its runs, "
+                "search rows, history and checkpoints. Cannot be undone."
+            ),
+        ] = False,
     ) -> Response[Done]:
-        """Delete the notebook and everything in it."""
+        """Move the notebook to the trash (one more revision); restorable from there.
+
+        With `?purge=true`, delete it for good instead.
+        """
         pre = Precondition(expected_revision, if_match)
-        changed = await notebooks.delete(current_user.id, notebook_id, pre)
+        changed = await notebooks.delete(current_user.id, notebook_id, pre, purge=purge)
         return Response(Done(), headers=seq_header(changed.seq))
+
+    @post(
+        "/{notebook_id:str}/restore",
+        operation_id="restoreNotebook",
+        status_code=HTTP_200_OK,
+        summary="Restore a notebook from the trash",
+        responses=error_responses(400, 401, 404, 409, 412),
+        response_headers=seq_header_spec(),
+    )
+    async def restore_notebook(
+        self,
+        notebook_id: FromPath[str],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+        data: JSONBody[NotebookRestore | None] = None,
+    ) -> Response[Saved]:
+        """Bring a trashed notebook back as it was (one more revision); 404 if not in the trash."""
+        pre = Precondition(data.expected_revision if data is not None else None, if_match)
+        changed = await notebooks.restore_from_trash(current_user.id, notebook_id, pre)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @post(
         "/{notebook_id:str}/cells",

@@ -49,6 +49,7 @@ from app.notebooks.schemas import (
     Notebook,
     NotebookList,
     StoredCell,
+    TrashList,
 )
 from app.observability.metrics import READ_CACHE_READS, READ_CACHE_SIZE
 from app.replicas.routing import read
@@ -62,6 +63,7 @@ from app.store.notebooks import (
     NotebookState,
     Precondition,
     RunState,
+    Scope,
 )
 
 if TYPE_CHECKING:
@@ -72,7 +74,11 @@ if TYPE_CHECKING:
     from app.notebooks.connections import ConnectionStringCipher
     from app.settings import Settings
 
-__all__ = ["NotebookService", "Precondition", "explain"]
+__all__ = ["NotebookService", "Precondition", "explain", "purge_trash"]
+
+# Notebooks deleted for good per transaction by the trash's purge: each batch
+# holds its rows' locks only briefly, and a crash loses no more than one batch.
+PURGE_BATCH = 200
 
 T = TypeVar("T")
 
@@ -345,9 +351,42 @@ class NotebookService:
             pre,
         )
 
-    async def delete(self, user_id: UUID, notebook_id: str, pre: Precondition) -> Changed:
+    # -- the trash (SPEC §13) -------------------------------------------------
+
+    async def delete(
+        self, user_id: UUID, notebook_id: str, pre: Precondition, *, purge: bool = False
+    ) -> Changed:
+        """To the trash (one more revision), or with ``purge`` for good, from wherever it is."""
+        if purge:
+            return await _change(
+                lambda conn: store.purge(conn, notebook_id, user_id, pre),
+                user_id,
+                notebook_id,
+                pre,
+                scope="anywhere",
+            )
         return await _change(
-            lambda conn: store.delete(conn, notebook_id, user_id, pre), user_id, notebook_id, pre
+            lambda conn: store.move_to_trash(conn, notebook_id, user_id, pre),
+            user_id,
+            notebook_id,
+            pre,
+        )
+
+    async def trash(self, user_id: UUID) -> TrashList:
+        """The user's trashed notebooks, most recently deleted first."""
+        async with connection() as conn:
+            return TrashList(notebooks=await store.trash(conn, user_id))
+
+    async def restore_from_trash(
+        self, user_id: UUID, notebook_id: str, pre: Precondition
+    ) -> Changed:
+        """Bring a trashed notebook back as it was; 404 when it is not in the trash."""
+        return await _change(
+            lambda conn: store.restore_from_trash(conn, notebook_id, user_id, pre),
+            user_id,
+            notebook_id,
+            pre,
+            scope="trashed",
         )
 
     # -- cells -----------------------------------------------------------------
@@ -473,6 +512,22 @@ class NotebookService:
             raise InvalidInput("code", f"larger than {limit} bytes")
 
 
+async def purge_trash(retention_days: int) -> int:
+    """Delete for good every notebook trashed over ``retention_days`` ago; how many.
+
+    ``cellar purge-trash`` and the daily run (``app.system.daily``) call it.
+    In batches of ``PURGE_BATCH``, each its own transaction: runs, search
+    rows, events and checkpoints go with each notebook (foreign keys).
+    """
+    purged = 0
+    while True:
+        async with connection() as conn:
+            batch = await store.purge_trashed(conn, retention_days, PURGE_BATCH)
+        purged += len(batch)
+        if len(batch) < PURGE_BATCH:
+            return purged
+
+
 async def _change(
     attempt: Callable[[asyncpg.Connection], Awaitable[T | None]],
     user_id: UUID,
@@ -482,17 +537,19 @@ async def _change(
     *,
     then: Callable[[int], CellarError | None] | None = None,
     atomic: bool = False,
+    scope: Scope = "live",
 ) -> T:
     """Run one change of a notebook (one store function); when refused, raise why.
 
     ``atomic``: the store function sends more than one statement, so they run
-    in a transaction (a single statement is one by itself).
+    in a transaction (a single statement is one by itself).  ``scope``: where
+    the change looks for the notebook (live ones unless it is the trash's).
     """
     _addressable(notebook_id, *(() if cell_id is None else (cell_id,)))
     async with transaction() if atomic else connection() as conn:
         result = await attempt(conn)
         if result is None:
-            await _refused(conn, user_id, notebook_id, pre, cell_id, then)
+            await _refused(conn, user_id, notebook_id, pre, cell_id, then, scope)
     return result
 
 
@@ -503,13 +560,14 @@ async def _refused(
     pre: Precondition,
     cell_id: str | None,
     then: Callable[[int], CellarError | None] | None,
+    scope: Scope = "live",
 ) -> NoReturn:
     """Raise why a change matched no row: ``explain``, then ``then`` (given the cell count).
 
     When nothing explains it, the notebook changed between the statement and
     this read (say, the cell came back): a conflict, to be tried again.
     """
-    state = await store.state(conn, notebook_id, user_id, cell_id)
+    state = await store.state(conn, notebook_id, user_id, cell_id, scope)
     error = explain(state, pre, cell_id)
     if error is None and state is not None and then is not None:
         error = then(state.cell_count)

@@ -655,7 +655,11 @@ async def test_if_none_match_star_is_304(client: Any) -> None:
 # -- DELETE /notebooks/{id} ----------------------------------------------------------------
 
 
-async def test_delete_notebook_removes_it_and_its_runs(client: Any) -> None:
+async def test_delete_notebook_moves_it_to_the_trash(client: Any) -> None:
+    """SPEC §13: gone from GET and the list, kept (with its runs) until purged.
+
+    The trash itself: tests/api/test_trash.py.
+    """
     headers = await fresh_user_headers(client)
     notebook_id = await create_notebook(client, headers)
     cell = await add_cell(client, headers, notebook_id, "a = 1")
@@ -666,11 +670,16 @@ async def test_delete_notebook_removes_it_and_its_runs(client: Any) -> None:
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
     assert (await client.get(f"/notebooks/{notebook_id}", headers=headers)).status_code == 404
-    assert await CellRun.count().where(CellRun.notebook == notebook_id) == 0
-    assert await Notebook.count().where(Notebook.id == notebook_id) == 0
+    assert await CellRun.count().where(CellRun.notebook == notebook_id) == 1
+    assert await Notebook.count().where(Notebook.id == notebook_id) == 1
     assert notebook_id not in {n["id"] for n in await list_notebooks(client, headers)}
     again = await client.delete(f"/notebooks/{notebook_id}", headers=headers)
     assert again.status_code == 404
+
+    response = await client.delete(f"/notebooks/{notebook_id}?purge=true", headers=headers)
+    assert response.status_code == 200
+    assert await CellRun.count().where(CellRun.notebook == notebook_id) == 0
+    assert await Notebook.count().where(Notebook.id == notebook_id) == 0
 
 
 async def test_delete_notebook_with_expected_revision(client: Any) -> None:

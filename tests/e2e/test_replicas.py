@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-# The read routes (list, GET, graph, search, conditional GETs) and the replica's own tests.
+# The read routes (list and its pages, GET, graph, search, conditional GETs, history) and
+# the replica's own tests.
 WITH_REPLICA = (
     "tests/api/test_replica_routing.py",
     "tests/api/test_notebooks.py",
@@ -50,6 +51,7 @@ WITH_REPLICA = (
     "tests/api/test_preconditions.py",
     "tests/api/test_notebook_pages.py",
     "tests/api/test_events.py",
+    "tests/api/test_history.py",
 )
 MIN_PASSED = 200
 TIMEOUT = 900.0

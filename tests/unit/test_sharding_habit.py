@@ -52,6 +52,8 @@ MULTI_SHARD = {
     "notebooks.DELETE_RUN": "cell_runs, after the owner-checked change in the same transaction",
     # The admin sees every notebook, by id.
     "notebooks.IDENTITY": "the admin's guard reads a notebook by id alone",
+    # The trash's purge (SPEC §13): every user's notebooks trashed long enough ago.
+    "notebooks.PURGE_TRASHED": "the daily purge of every user's old trash (a batch by age)",
     # Events by notebook id once the caller has checked the owner.
     "events.OLDEST": "by notebook id after the owner check; add user_id on Citus",
     "events.AFTER": "realtime catch-up by primary key, owner checked by the caller",
