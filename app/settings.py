@@ -62,6 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_cell_outputs_bytes: PositiveInt = 16 * MIB
     # Exports kept per process while their notebook is unchanged (app.ipynb.cache); 0: none.
     ipynb_export_cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * MIB
+    # Encoded GET /notebooks/{id} answers kept per process, each valid at its notebook's
+    # seq only (app.notebooks.read_cache); 0: none, every read is a full read.
+    read_cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * MIB
     health_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.5
     # The event log's retention (SPEC §11, docs/history.md): `cellar prune-history` and the
     # service's daily run remove events older than this many days (0: any age), but never

@@ -14,6 +14,7 @@ from typing import Annotated, Any, cast
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
+from litestar.enums import MediaType
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
@@ -243,7 +244,7 @@ class NotebookController(Controller):
             exported = await ipynb.export(current_user.id, notebook_id)
             # Documented by IpynbAnswer; Response[Notebook] documents the JSON answer.
             return cast("Response[Notebook]", ipynb_response(exported, VARY))
-        known = None
+        known, current = None, None
         if if_none_match is not None:
             tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
             known = known_revision(tags)
@@ -254,9 +255,15 @@ class NotebookController(Controller):
                     status_code=HTTP_304_NOT_MODIFIED,
                     headers={"ETag": etag(current.revision), **seq_header(current.seq), **VARY},
                 )
-        notebook, seq = await notebooks.get(current_user.id, notebook_id, known)
-        return Response(
-            notebook, headers={"ETag": etag(notebook.revision), **seq_header(seq), **VARY}
+        answer = await notebooks.encoded(current_user.id, notebook_id, known, current)
+        # Already encoded (maybe kept by the read cache): sent as it is.
+        return cast(
+            "Response[Notebook]",
+            Response(
+                answer.body,
+                media_type=MediaType.JSON,
+                headers={"ETag": etag(answer.revision), **seq_header(answer.seq), **VARY},
+            ),
         )
 
     @put(

@@ -40,6 +40,7 @@ from app.notebooks.connections import mask_password
 from app.notebooks.demo import load_demo
 from app.notebooks.events import outputs_event
 from app.notebooks.graph import CellDeps, Graph, build_graph
+from app.notebooks.read_cache import Answer, ReadCache
 from app.notebooks.schemas import (
     DEFAULT_PAGE,
     Cell,
@@ -50,6 +51,7 @@ from app.notebooks.schemas import (
     StoredCell,
     TrashList,
 )
+from app.observability.metrics import READ_CACHE_READS, READ_CACHE_SIZE
 from app.replicas.routing import read
 from app.store import events, users
 from app.store import notebooks as store
@@ -79,6 +81,8 @@ __all__ = ["NotebookService", "Precondition", "explain", "purge_trash"]
 PURGE_BATCH = 200
 
 T = TypeVar("T")
+
+_HIT, _STALE, _MISS = (READ_CACHE_READS.labels(result) for result in ("hit", "stale", "miss"))
 
 
 class _Deps(msgspec.Struct, frozen=True):
@@ -133,6 +137,7 @@ class NotebookService:
         self.settings = settings
         self.cipher = cipher
         self.cursors = cursors or Cursors(settings.app_secret_key or "")
+        self.read_cache = ReadCache(settings.read_cache_bytes)
 
     # -- reading ---------------------------------------------------------------
 
@@ -178,13 +183,69 @@ class NotebookService:
         at = self.cursors.read(_list_scope(user_id), cursor, _ListCursor)
         return store.Position(moment(at.horizon), at.phase, moment(at.updated_at), at.id)
 
+    async def encoded(
+        self, user_id: UUID, notebook_id: str, known: int | None = None, at: Changed | None = None
+    ) -> Answer:
+        """``GET /notebooks/{id}``'s answer, encoded: the kept one while the seq holds.
+
+        One statement either way (``store.get_changed``): the notebook's
+        current seq, owner checked, and its full row only when the seq is not
+        the kept answer's; the same seq sends the kept bytes.  ``at``: the
+        revision and seq the caller read already (the 304 path), which may
+        spare the statement.  ``known`` as for ``get``.  See
+        ``app.notebooks.read_cache``.
+        """
+        _addressable(notebook_id)
+        cache = self.read_cache
+        kept = cache.kept_seq(notebook_id, user_id)
+        if kept is not None and at is not None and at.seq == kept:
+            answer = cache.get(notebook_id, user_id, kept)
+            if answer is not None:
+                _HIT.inc()
+                return answer
+        current = await read(
+            lambda conn: store.get_changed(conn, notebook_id, user_id, kept),
+            fresh=lambda found: found is not None and (known is None or found.revision >= known),
+        )
+        if current is None:
+            raise NotFound("notebook not found")
+        if current.row is None:
+            answer = cache.get(notebook_id, user_id, current.seq)
+            if answer is not None:
+                _HIT.inc()
+                return answer
+            # Dropped or replaced since (another request, the realtime listener): read it.
+            current = await read(
+                lambda conn: store.get_changed(conn, notebook_id, user_id, None),
+                fresh=lambda found: (
+                    found is not None and (known is None or found.revision >= known)
+                ),
+            )
+            if current is None:
+                raise NotFound("notebook not found")
+        assert current.row is not None  # asked with no seq kept: the row comes
+        if cache.enabled:
+            (_MISS if kept is None else _STALE).inc()
+        row = current.row
+        answer = Answer(ENCODE(self._notebook(row)), row.revision, row.seq)
+        if cache.enabled:
+            cache.put(notebook_id, user_id, answer)
+            READ_CACHE_SIZE.set(cache.size)
+        return answer
+
     async def get(
         self, user_id: UUID, notebook_id: str, known: int | None = None
     ) -> tuple[Notebook, int]:
         """The notebook as GET shows it, and its seq (``Cellar-Seq``).
 
         ``known``: a revision the client holds (its ``If-None-Match``): never answer older.
+        Always a full read (``encoded`` is GET's, through the read cache).
         """
+        row = await self._row(user_id, notebook_id, known)
+        return self._notebook(row), row.seq
+
+    async def _row(self, user_id: UUID, notebook_id: str, known: int | None) -> store.NotebookRow:
+        """GET's full read, from a replica when one may answer (app.replicas.routing)."""
         _addressable(notebook_id)
         row = await read(
             lambda conn: store.get(conn, notebook_id, user_id),
@@ -192,11 +253,13 @@ class NotebookService:
         )
         if row is None:
             raise NotFound("notebook not found")
+        return row
+
+    def _notebook(self, row: store.NotebookRow) -> Notebook:
+        """The stored row with each cell's run state merged in and the password masked."""
         runs = {run.cell_id: run for run in row.runs}
-        cells = []
-        for stored in _CELLS.decode(row.cells):
-            cells.append(_merge(stored, runs.get(stored.id)))
-        notebook = Notebook(
+        cells = [_merge(stored, runs.get(stored.id)) for stored in _CELLS.decode(row.cells)]
+        return Notebook(
             id=row.id,
             name=row.name,
             kind=row.kind,
@@ -206,7 +269,6 @@ class NotebookService:
             updated_at=row.updated_at,
             cells=cells,
         )
-        return notebook, row.seq
 
     async def revision(self, user_id: UUID, notebook_id: str, known: int | None = None) -> Changed:
         """Just the revision (and seq), for conditional GETs that may end in 304; never
