@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-# The read routes (list and its pages, GET, graph, search, conditional GETs, history, trash) and
-# the replica's own tests.
+# The read routes (list and its pages, GET, graph, search, conditional GETs, history,
+# trash, the read cache) and the replica's own tests.
 WITH_REPLICA = (
     "tests/api/test_replica_routing.py",
     "tests/api/test_notebooks.py",
@@ -53,6 +53,7 @@ WITH_REPLICA = (
     "tests/api/test_events.py",
     "tests/api/test_history.py",
     "tests/api/test_trash.py",
+    "tests/api/test_read_cache.py",
 )
 MIN_PASSED = 200
 TIMEOUT = 900.0
