@@ -51,13 +51,14 @@ from app.notebooks.schemas import (
     TrashList,
 )
 from app.replicas.routing import read
+from app.store import checkpoints, users
 from app.store import notebooks as store
-from app.store import users
 from app.store.notebooks import (
     Changed,
     EditedCell,
     NewNotebook,
     NotebookKind,
+    NotebookRow,
     NotebookState,
     Precondition,
     RunState,
@@ -192,11 +193,15 @@ class NotebookService:
         )
         if row is None:
             raise NotFound("notebook not found")
+        return self.shown(row), row.seq
+
+    def shown(self, row: NotebookRow) -> Notebook:
+        """A stored notebook (or checkpoint of one) as the API shows it."""
         runs = {run.cell_id: run for run in row.runs}
         cells = []
         for stored in _CELLS.decode(row.cells):
             cells.append(_merge(stored, runs.get(stored.id)))
-        notebook = Notebook(
+        return Notebook(
             id=row.id,
             name=row.name,
             kind=row.kind,
@@ -206,7 +211,6 @@ class NotebookService:
             updated_at=row.updated_at,
             cells=cells,
         )
-        return notebook, row.seq
 
     async def revision(self, user_id: UUID, notebook_id: str, known: int | None = None) -> Changed:
         """Just the revision (and seq), for conditional GETs that may end in 304; never
@@ -296,13 +300,16 @@ class NotebookService:
     ) -> Changed:
         """To the trash (one more revision), or with ``purge`` for good, from wherever it is."""
         if purge:
-            return await _change(
-                lambda conn: store.purge(conn, notebook_id, user_id, pre),
-                user_id,
-                notebook_id,
-                pre,
-                scope="anywhere",
-            )
+
+            async def purge_it(conn: asyncpg.Connection) -> Changed | None:
+                # Its checkpoints' and runs' payloads go too, unless shared with others.
+                keys = await checkpoints.payload_keys(conn, notebook_id, user_id)
+                changed = await store.purge(conn, notebook_id, user_id, pre)
+                if changed is not None:
+                    await checkpoints.collect(conn, user_id, keys)
+                return changed
+
+            return await _change(purge_it, user_id, notebook_id, pre, scope="anywhere", atomic=True)
         return await _change(
             lambda conn: store.move_to_trash(conn, notebook_id, user_id, pre),
             user_id,
@@ -463,6 +470,12 @@ async def purge_trash(retention_days: int) -> int:
             batch = await store.purge_trashed(conn, retention_days, PURGE_BATCH)
         purged += len(batch)
         if len(batch) < PURGE_BATCH:
+            break
+    # Then the checkpoint payloads nothing refers to any more (the purged notebooks').
+    while True:
+        async with connection() as conn:
+            swept = await checkpoints.sweep(conn, PURGE_BATCH)
+        if swept < PURGE_BATCH:
             return purged
 
 
