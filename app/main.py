@@ -32,6 +32,8 @@ from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
 from app.notebooks.services import NotebookService
 from app.observability.plugin import Observability
+from app.realtime.controllers import EventsStreamController, EventsTicketController, events_socket
+from app.realtime.services import RealtimeService
 from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
@@ -71,6 +73,7 @@ def create_app(settings: Settings) -> Litestar:
     ipynb = IpynbService(settings)
     health = HealthService(engine, timeout=settings.health_timeout_seconds)
     search = SearchService()
+    realtime = RealtimeService(settings, tokens, auth)
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
@@ -91,6 +94,15 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await engine.close_connection_pool()
 
+    @asynccontextmanager
+    async def realtime_listener(_: Litestar) -> AsyncIterator[None]:
+        """The process's one LISTEN connection and its hub (after the pool, before its end)."""
+        realtime.start()
+        try:
+            yield
+        finally:
+            await realtime.stop()
+
     def singleton(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
@@ -102,6 +114,9 @@ def create_app(settings: Settings) -> Litestar:
             NotebookController,
             IpynbController,
             SearchController,
+            EventsTicketController,
+            EventsStreamController,
+            events_socket,
             admin_dashboard,
         ],
         dependencies={
@@ -113,6 +128,7 @@ def create_app(settings: Settings) -> Litestar:
             "ipynb": singleton(ipynb),
             "health": singleton(health),
             "search": singleton(search),
+            "realtime": singleton(realtime),
             "current_user": Provide(_current_user, sync_to_thread=False),
         },
         middleware=[
@@ -133,7 +149,7 @@ def create_app(settings: Settings) -> Litestar:
         # not; an unreachable database once per outage (app.system.outage).
         logging_config=None,
         plugins=[StructSchemas(), *observability.plugins],
-        lifespan=[database_pool],
+        lifespan=[database_pool, realtime_listener],
         state=State({"settings": settings}),
     )
     return observability.instrument(app)
