@@ -154,7 +154,7 @@ async def _sse_frames(
 @websocket(EVENTS_PATH, opt={"exclude_from_auth": True})
 async def events_socket(
     socket: WebSocket[Any, Any, Any],
-    notebook_id: str,
+    notebook_id: FromPath[str],
     realtime: NamedDependency[RealtimeService],
 ) -> None:
     """The notebook's events over a WebSocket (SPEC §11): accepted first, refused by close code."""
