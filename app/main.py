@@ -24,6 +24,7 @@ from app.auth.controllers import AuthController, token_rate_limit
 from app.auth.guards import AuthUser, bearer_auth
 from app.auth.services import AuthService
 from app.auth.tokens import TokenService
+from app.cursors import Cursors
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
 from app.ipynb.controllers import IpynbController
@@ -67,12 +68,15 @@ def create_app(settings: Settings) -> Litestar:
     )
     auth = AuthService()
     users = UserService()
+    cursors = Cursors(_required(settings.app_secret_key, "APP_SECRET_KEY"))
     notebooks = NotebookService(
-        settings, ConnectionStringCipher(_required(settings.encryption_key, "ENCRYPTION_KEY"))
+        settings,
+        ConnectionStringCipher(_required(settings.encryption_key, "ENCRYPTION_KEY")),
+        cursors,
     )
     ipynb = IpynbService(settings)
     health = HealthService(engine, timeout=settings.health_timeout_seconds)
-    search = SearchService()
+    search = SearchService(cursors)
     realtime = RealtimeService(settings, tokens, auth)
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.

@@ -58,7 +58,7 @@ EDITABLE: dict[str, frozenset[str]] = {
 # for every timestamp.
 MANAGED: dict[str, frozenset[str]] = {
     "users": frozenset(),
-    "notebooks": frozenset({"revision"}),
+    "notebooks": frozenset({"revision", "seq"}),
 }
 
 

@@ -107,7 +107,7 @@ class IpynbService:
         except InvalidInput:
             count_ipynb_import("failed")
             raise
-        revision = await self.store(user_id, prepared)
+        revision = await self.store(user_id, prepared, actor=str(user_id))
         assert revision is not None  # only an import key can make it skip
         count_ipynb_import("imported")
         return IpynbImported(prepared.notebook_id, revision, prepared.warnings)
@@ -183,14 +183,17 @@ class IpynbService:
             warnings=warnings,
         )
 
-    async def store(self, user_id: UUID, prepared: Prepared) -> int | None:
+    async def store(self, user_id: UUID, prepared: Prepared, actor: str = "import") -> int | None:
         """Insert a prepared notebook, one transaction; its revision.
+
+        Its event 1 is an ``import`` by ``actor``: ``import`` for the command
+        line, the user's id for the route.
 
         None: the user has a notebook of the same import key (``cellar import-ipynb``
         imported this file before).
         """
         async with connection() as conn:  # one statement: a transaction by itself
-            return await store.insert_imported(conn, prepared.row(user_id), prepared.runs)
+            return await store.insert_imported(conn, prepared.row(user_id), prepared.runs, actor)
 
     # -- export ---------------------------------------------------------------------
 

@@ -482,7 +482,7 @@ class LegacyImporter:
         provisioned = sorted({row.user_id for row in new if row.kind != "user" and row.user_id})
         async with transaction() as conn:
             if new:
-                await notebooks.insert(conn, [row.notebook() for row in new])
+                await notebooks.insert(conn, [row.notebook() for row in new], "import", "import")
             if changed:
                 found = await legacy.replace(conn, [row.notebook() for row in changed])
                 if len(found) != len(changed):

@@ -19,11 +19,13 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 
 from app.auth.guards import AuthUser
+from app.cursors import MAX_CURSOR_LENGTH
 from app.errors import InvalidInput
 from app.ipynb.controllers import IpynbAnswer, ipynb_response, wants_ipynb
 from app.ipynb.services import IpynbService
 from app.notebooks.graph import Graph
 from app.notebooks.schemas import (
+    MAX_PAGE,
     MAX_REVISION,
     CellCreate,
     CellCreated,
@@ -66,6 +68,28 @@ def etag(revision: int) -> str:
     return f'"{revision}"'
 
 
+# Every answer about one notebook's state carries the seq of its last event (SPEC §11):
+# a realtime client resumes from it (``?since=``) without missing or repeating one.
+SEQ_HEADER = "Cellar-Seq"
+
+
+def seq_header(seq: int) -> dict[str, str]:
+    return {SEQ_HEADER: str(seq)}
+
+
+def seq_header_spec() -> list[ResponseHeader]:
+    """The OpenAPI description of ``Cellar-Seq`` (the handler sets the value)."""
+    return [
+        ResponseHeader(
+            name=SEQ_HEADER,
+            value="12",
+            description="The seq of the notebook's last event (that of this change, for a "
+            "change): pass it as `since` to the history or the event stream.",
+            documentation_only=True,
+        )
+    ]
+
+
 def parse_if_match(
     header: Annotated[
         str | None,
@@ -96,31 +120,52 @@ class NotebookController(Controller):
     dependencies = {"if_match": Provide(parse_if_match, sync_to_thread=False)}
 
     @get(
-        operation_id="listNotebooks", summary="List your notebooks", responses=error_responses(401)
+        operation_id="listNotebooks",
+        summary="List your notebooks",
+        responses=error_responses(400, 401),
     )
     async def list_notebooks(
-        self, current_user: NamedDependency[AuthUser], notebooks: NamedDependency[NotebookService]
+        self,
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        limit: Annotated[
+            int | None,
+            QueryParameter(
+                ge=1,
+                le=MAX_PAGE,
+                description="Notebooks per page (1 to 1,000); absent: every notebook at once.",
+            ),
+        ] = None,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=MAX_CURSOR_LENGTH,
+                description="The previous page's `next_cursor` (opaque; see docs/paging.md).",
+            ),
+        ] = None,
     ) -> NotebookList:
-        """The caller's notebooks, newest first.
+        """The caller's notebooks, newest first, all at once or in pages (``limit``, ``cursor``).
 
         The first call of a new user creates their blank notebook and the demo notebook.
         """
-        return await notebooks.list(current_user.id)
+        return await notebooks.list(current_user.id, limit, cursor)
 
     @post(
         operation_id="createNotebook",
         summary="Create a notebook",
         responses=error_responses(400, 401, 413),
+        response_headers=seq_header_spec(),
     )
     async def create_notebook(
         self,
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         data: JSONBody[NotebookCreate | None] = None,
-    ) -> NotebookCreated:
+    ) -> Response[NotebookCreated]:
         """A new notebook with one empty python cell (the body may be left out)."""
         name = data.name if data is not None else None
-        return NotebookCreated(notebook_id=await notebooks.create(current_user.id, name))
+        notebook_id = await notebooks.create(current_user.id, name)
+        return Response(NotebookCreated(notebook_id=notebook_id), headers=seq_header(1))
 
     @get(
         "/{notebook_id:str}",
@@ -132,7 +177,8 @@ class NotebookController(Controller):
                 value='"12"',  # documents the type only: the handler sets the real one
                 description='The revision as an entity tag, e.g. `"12"`.',
                 documentation_only=True,
-            )
+            ),
+            *seq_header_spec(),
         ],
         responses={
             304: ResponseSpec(
@@ -169,22 +215,25 @@ class NotebookController(Controller):
             # Documented by IpynbAnswer; Response[Notebook] documents the JSON answer.
             return cast("Response[Notebook]", ipynb_response(exported, VARY))
         if if_none_match is not None:
-            revision = await notebooks.revision(current_user.id, notebook_id)
+            current = await notebooks.revision(current_user.id, notebook_id)
             tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-            if etag(revision) in tags or "*" in tags:
+            if etag(current.revision) in tags or "*" in tags:
                 return Response(
                     content=None,  # type: ignore[arg-type]
                     status_code=HTTP_304_NOT_MODIFIED,
-                    headers={"ETag": etag(revision), **VARY},
+                    headers={"ETag": etag(current.revision), **seq_header(current.seq), **VARY},
                 )
-        notebook = await notebooks.get(current_user.id, notebook_id)
-        return Response(notebook, headers={"ETag": etag(notebook.revision), **VARY})
+        notebook, seq = await notebooks.get(current_user.id, notebook_id)
+        return Response(
+            notebook, headers={"ETag": etag(notebook.revision), **seq_header(seq), **VARY}
+        )
 
     @put(
         "/{notebook_id:str}/name",
         operation_id="renameNotebook",
         summary="Rename a notebook",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def rename(
         self,
@@ -193,16 +242,18 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> Saved:
+    ) -> Response[Saved]:
         """Set the notebook's name (`null` clears it); raises the revision by one."""
         pre = Precondition(data.expected_revision, if_match)
-        return Saved(revision=await notebooks.rename(current_user.id, notebook_id, data.name, pre))
+        changed = await notebooks.rename(current_user.id, notebook_id, data.name, pre)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @put(
         "/{notebook_id:str}/db",
         operation_id="setNotebookConnection",
         summary="Set the database of sql cells",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def set_connection(
         self,
@@ -211,16 +262,16 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> Saved:
+    ) -> Response[Saved]:
         """Set the database the notebook's sql cells run against.
 
         Stored encrypted; reads show it with the password masked. `null` or `""` clears it.
         """
         pre = Precondition(data.expected_revision, if_match)
-        revision = await notebooks.set_connection(
+        changed = await notebooks.set_connection(
             current_user.id, notebook_id, data.connection_string, pre
         )
-        return Saved(revision=revision)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @delete(
         "/{notebook_id:str}",
@@ -228,6 +279,7 @@ class NotebookController(Controller):
         status_code=HTTP_200_OK,
         summary="Delete a notebook",
         responses=error_responses(400, 401, 404, 409, 412),
+        response_headers=seq_header_spec(),
     )
     async def delete_notebook(
         self,
@@ -236,17 +288,18 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
         expected_revision: ExpectedRevisionQuery = None,
-    ) -> Done:
+    ) -> Response[Done]:
         """Delete the notebook and everything in it."""
         pre = Precondition(expected_revision, if_match)
-        await notebooks.delete(current_user.id, notebook_id, pre)
-        return Done()
+        changed = await notebooks.delete(current_user.id, notebook_id, pre)
+        return Response(Done(), headers=seq_header(changed.seq))
 
     @post(
         "/{notebook_id:str}/cells",
         operation_id="insertCell",
         summary="Insert a cell",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def insert_cell(
         self,
@@ -255,19 +308,22 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> CellCreated:
+    ) -> Response[CellCreated]:
         """Insert a cell at `index` (absent: append); answers the cell with its analysis."""
         pre = Precondition(data.expected_revision, if_match)
-        cell, revision = await notebooks.insert_cell(
+        cell, changed = await notebooks.insert_cell(
             current_user.id, notebook_id, data.type, data.code, data.index, pre
         )
-        return CellCreated(cell=cell, revision=revision)
+        return Response(
+            CellCreated(cell=cell, revision=changed.revision), headers=seq_header(changed.seq)
+        )
 
     @put(
         "/{notebook_id:str}/cells/{cell_id:str}",
         operation_id="updateCell",
         summary="Edit a cell's code",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def update_cell(
         self,
@@ -277,13 +333,15 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> CellSaved:
+    ) -> Response[CellSaved]:
         """Replace a cell's code; the server recomputes its `reads` and `writes`."""
         pre = Precondition(data.expected_revision, if_match)
-        cell, revision = await notebooks.update_cell(
+        cell, edited = await notebooks.update_cell(
             current_user.id, notebook_id, cell_id, data.code, pre
         )
-        return CellSaved(revision=revision, cell=cell)
+        return Response(
+            CellSaved(revision=edited.revision, cell=cell), headers=seq_header(edited.seq)
+        )
 
     @delete(
         "/{notebook_id:str}/cells/{cell_id:str}",
@@ -291,6 +349,7 @@ class NotebookController(Controller):
         status_code=HTTP_200_OK,
         summary="Delete a cell",
         responses=error_responses(400, 401, 404, 409, 412),
+        response_headers=seq_header_spec(),
     )
     async def delete_cell(
         self,
@@ -300,12 +359,11 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
         expected_revision: ExpectedRevisionQuery = None,
-    ) -> Saved:
+    ) -> Response[Saved]:
         """Delete a cell and its run state."""
         pre = Precondition(expected_revision, if_match)
-        return Saved(
-            revision=await notebooks.delete_cell(current_user.id, notebook_id, cell_id, pre)
-        )
+        changed = await notebooks.delete_cell(current_user.id, notebook_id, cell_id, pre)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @post(
         "/{notebook_id:str}/cells/{cell_id:str}/move",
@@ -313,6 +371,7 @@ class NotebookController(Controller):
         status_code=HTTP_200_OK,
         summary="Move a cell",
         responses=EDIT_ERRORS,
+        response_headers=seq_header_spec(),
     )
     async def move_cell(
         self,
@@ -322,20 +381,21 @@ class NotebookController(Controller):
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
-    ) -> Saved:
+    ) -> Response[Saved]:
         """Move a cell so that it ends at `index` of the new order.
 
         `[a, b, c, d]`, moving `a` to 2, gives `[b, c, a, d]`.
         """
         pre = Precondition(data.expected_revision, if_match)
-        revision = await notebooks.move_cell(current_user.id, notebook_id, cell_id, data.index, pre)
-        return Saved(revision=revision)
+        changed = await notebooks.move_cell(current_user.id, notebook_id, cell_id, data.index, pre)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @put(
         "/{notebook_id:str}/cells/{cell_id:str}/outputs",
         operation_id="writeCellOutputs",
         summary="Store a cell's run state",
         responses=error_responses(400, 401, 404, 413),
+        response_headers=seq_header_spec(),
     )
     async def write_outputs(
         self,
@@ -344,10 +404,10 @@ class NotebookController(Controller):
         data: JSONBody[CellOutputs],
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
-    ) -> Done:
+    ) -> Response[Done]:
         """Store a cell's run state (the execution engine does); the revision does not change."""
-        await notebooks.write_outputs(current_user.id, notebook_id, cell_id, data)
-        return Done()
+        seq = await notebooks.write_outputs(current_user.id, notebook_id, cell_id, data)
+        return Response(Done(), headers=seq_header(seq))
 
     @get(
         "/{notebook_id:str}/graph",

@@ -93,8 +93,22 @@ class Cell(msgspec.Struct, frozen=True):
     error: str | None
 
 
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+"""Rows per page when only ``cursor`` is given (the walk goes on without ``limit``)."""
+
+PageLimit = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)]
+
+
 class NotebookList(msgspec.Struct, frozen=True):
     notebooks: list[NotebookSummary]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Pass as `cursor` for the next page; null on the last page "
+            "and when the list was asked for without `limit` (every notebook)."
+        ),
+    ] = None
 
 
 class Notebook(msgspec.Struct, frozen=True):

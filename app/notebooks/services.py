@@ -21,11 +21,12 @@ one query; stored outputs pass through as ``msgspec.Raw``, never decoded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
 from uuid import UUID, uuid4
 
 import msgspec
 
+from app.cursors import Cursors, micros, moment
 from app.database import connection, transaction
 from app.errors import (
     CellarError,
@@ -35,9 +36,12 @@ from app.errors import (
     RevisionConflict,
 )
 from app.notebooks.cells import ENCODE, api_cell, blank_cells, code_edits, demo_cells, make_cell
+from app.notebooks.connections import mask_password
 from app.notebooks.demo import load_demo
+from app.notebooks.events import outputs_event
 from app.notebooks.graph import CellDeps, Graph, build_graph
 from app.notebooks.schemas import (
+    DEFAULT_PAGE,
     Cell,
     CellOutputs,
     CellType,
@@ -48,6 +52,8 @@ from app.notebooks.schemas import (
 from app.store import notebooks as store
 from app.store import users
 from app.store.notebooks import (
+    Changed,
+    EditedCell,
     NewNotebook,
     NotebookKind,
     NotebookState,
@@ -100,26 +106,68 @@ def explain(
     return None
 
 
+class _ListCursor(msgspec.Struct, frozen=True, array_like=True):
+    """What a list cursor holds (times in microseconds since the epoch)."""
+
+    horizon: int
+    phase: Literal[1, 2]
+    updated_at: int
+    id: str
+
+
+def _list_scope(user_id: UUID) -> str:
+    return f"list:{user_id}"
+
+
 class NotebookService:
-    def __init__(self, settings: Settings, cipher: ConnectionStringCipher) -> None:
+    def __init__(
+        self, settings: Settings, cipher: ConnectionStringCipher, cursors: Cursors | None = None
+    ) -> None:
         self.settings = settings
         self.cipher = cipher
+        self.cursors = cursors or Cursors(settings.app_secret_key or "")
 
     # -- reading ---------------------------------------------------------------
 
-    async def list(self, user_id: UUID) -> NotebookList:
-        """Newest first; the first call of a user provisions the blank and demo notebooks."""
+    async def list(
+        self, user_id: UUID, limit: int | None = None, cursor: str | None = None
+    ) -> NotebookList:
+        """Newest first; the first call of a user provisions the blank and demo notebooks.
+
+        Without ``limit`` and ``cursor``: every notebook.  With either: one page
+        of a walk (docs/paging.md), ``next_cursor`` giving the next.
+        """
+        if limit is None and cursor is None:
+            async with connection() as conn:
+                provisioned, notebooks = await store.summaries(conn, user_id)
+            if provisioned is False:
+                # Outside the first connection: holding one while waiting for
+                # another could exhaust the pool under a burst of first calls.
+                await self.provision(user_id)
+                async with connection() as conn:
+                    _, notebooks = await store.summaries(conn, user_id)
+            return NotebookList(notebooks=notebooks)
+        size = DEFAULT_PAGE if limit is None else limit
+        at = store.START if cursor is None else self._position(user_id, cursor)
         async with connection() as conn:
-            provisioned, notebooks = await store.summaries(conn, user_id)
-        if provisioned is False:
-            # Outside the first connection: holding one while waiting for
-            # another could exhaust the pool under a burst of first calls.
+            page = await store.page(conn, user_id, at, size)
+        if page.provisioned is False:
             await self.provision(user_id)
             async with connection() as conn:
-                _, notebooks = await store.summaries(conn, user_id)
-        return NotebookList(notebooks=notebooks)
+                page = await store.page(conn, user_id, at, size)
+        next_cursor = None
+        if len(page.rows) > size:
+            phase, last = page.rows[size - 1]
+            position = _ListCursor(micros(page.horizon), phase, micros(last.updated_at), last.id)
+            next_cursor = self.cursors.make(_list_scope(user_id), position)
+        return NotebookList(notebooks=[row for _, row in page.rows[:size]], next_cursor=next_cursor)
 
-    async def get(self, user_id: UUID, notebook_id: str) -> Notebook:
+    def _position(self, user_id: UUID, cursor: str) -> store.Position:
+        at = self.cursors.read(_list_scope(user_id), cursor, _ListCursor)
+        return store.Position(moment(at.horizon), at.phase, moment(at.updated_at), at.id)
+
+    async def get(self, user_id: UUID, notebook_id: str) -> tuple[Notebook, int]:
+        """The notebook as GET shows it, and its seq (``Cellar-Seq``)."""
         _addressable(notebook_id)
         async with connection() as conn:
             row = await store.get(conn, notebook_id, user_id)
@@ -129,7 +177,7 @@ class NotebookService:
         cells = []
         for stored in _CELLS.decode(row.cells):
             cells.append(_merge(stored, runs.get(stored.id)))
-        return Notebook(
+        notebook = Notebook(
             id=row.id,
             name=row.name,
             kind=row.kind,
@@ -139,15 +187,16 @@ class NotebookService:
             updated_at=row.updated_at,
             cells=cells,
         )
+        return notebook, row.seq
 
-    async def revision(self, user_id: UUID, notebook_id: str) -> int:
-        """Just the revision, for conditional GETs that may end in 304."""
+    async def revision(self, user_id: UUID, notebook_id: str) -> Changed:
+        """Just the revision (and seq), for conditional GETs that may end in 304."""
         _addressable(notebook_id)
         async with connection() as conn:
-            revision = await store.revision(conn, notebook_id, user_id)
-        if revision is None:
+            current = await store.revision(conn, notebook_id, user_id)
+        if current is None:
             raise NotFound("notebook not found")
-        return revision
+        return current
 
     async def graph(self, user_id: UUID, notebook_id: str) -> Graph:
         _addressable(notebook_id)
@@ -179,13 +228,13 @@ class NotebookService:
     async def create(self, user_id: UUID, name: str | None) -> str:
         self._check_name(name)
         notebook = _new(user_id, name, "user", blank_cells())
-        async with connection() as conn:
+        async with connection() as conn:  # one statement: the notebook and its event 1
             await store.insert(conn, [notebook])
         return notebook.id
 
     async def rename(
         self, user_id: UUID, notebook_id: str, name: str | None, pre: Precondition
-    ) -> int:
+    ) -> Changed:
         self._check_name(name)
         return await _change(
             lambda conn: store.rename(conn, notebook_id, user_id, pre, name),
@@ -196,18 +245,27 @@ class NotebookService:
 
     async def set_connection(
         self, user_id: UUID, notebook_id: str, connection_string: str | None, pre: Precondition
-    ) -> int:
-        """Stored encrypted; an empty string or null clears it."""
+    ) -> Changed:
+        """Stored encrypted; an empty string or null clears it.
+
+        The event holds the string as GET shows it (password masked), never in
+        clear; a NUL (which jsonb cannot hold) shows as U+FFFD there.
+        """
         token = self.cipher.encrypt(connection_string) if connection_string else None
+        shown = (
+            mask_password(connection_string).replace("\x00", "\ufffd")
+            if connection_string
+            else None
+        )
         return await _change(
-            lambda conn: store.set_connection(conn, notebook_id, user_id, pre, token),
+            lambda conn: store.set_connection(conn, notebook_id, user_id, pre, token, shown),
             user_id,
             notebook_id,
             pre,
         )
 
-    async def delete(self, user_id: UUID, notebook_id: str, pre: Precondition) -> None:
-        await _change(
+    async def delete(self, user_id: UUID, notebook_id: str, pre: Precondition) -> Changed:
+        return await _change(
             lambda conn: store.delete(conn, notebook_id, user_id, pre), user_id, notebook_id, pre
         )
 
@@ -221,7 +279,7 @@ class NotebookService:
         code: str,
         index: int | None,
         pre: Precondition,
-    ) -> tuple[Cell, int]:
+    ) -> tuple[Cell, Changed]:
         self._check_code(code)
         cell = make_cell(cell_type, code)
         document = ENCODE(cell).decode()
@@ -234,18 +292,18 @@ class NotebookService:
                 return InvalidInput("index", f"out of range: expected 0 to {count}")
             return None
 
-        revision = await _change(
+        changed = await _change(
             lambda conn: store.insert_cell(conn, notebook_id, user_id, pre, document, index, limit),
             user_id,
             notebook_id,
             pre,
             then=room,
         )
-        return api_cell(cell), revision
+        return api_cell(cell), changed
 
     async def update_cell(
         self, user_id: UUID, notebook_id: str, cell_id: str, code: str, pre: Precondition
-    ) -> tuple[Cell, int]:
+    ) -> tuple[Cell, EditedCell]:
         """The hot path (every save of the editor): one conditional UPDATE, one round trip.
 
         The analysis depends on the cell's type, which only the row knows:
@@ -262,11 +320,11 @@ class NotebookService:
             pre,
             cell_id,
         )
-        return _merge(_CELL.decode(edited.cell), edited.run), edited.revision
+        return _merge(_CELL.decode(edited.cell), edited.run), edited
 
     async def delete_cell(
         self, user_id: UUID, notebook_id: str, cell_id: str, pre: Precondition
-    ) -> int:
+    ) -> Changed:
         return await _change(
             lambda conn: store.delete_cell(conn, notebook_id, user_id, pre, cell_id),
             user_id,
@@ -278,7 +336,7 @@ class NotebookService:
 
     async def move_cell(
         self, user_id: UUID, notebook_id: str, cell_id: str, index: int, pre: Precondition
-    ) -> int:
+    ) -> Changed:
         """The cell ends at ``index`` of the new list: [a,b,c,d], a → 2 gives [b,c,a,d]."""
 
         def in_range(count: int) -> CellarError | None:
@@ -297,11 +355,13 @@ class NotebookService:
 
     async def write_outputs(
         self, user_id: UUID, notebook_id: str, cell_id: str, run: CellOutputs
-    ) -> None:
-        """Upsert the cell's run state; the notebook row (and its revision) stays as it is.
+    ) -> int:
+        """Upsert the cell's run state; the revision stays as it is.  The event's seq.
 
         The statement waits for a concurrent change of the notebook (a cell
-        deletion, say) and then sees whether the cell is still there.
+        deletion, say) and then sees whether the cell is still there.  Its
+        ``outputs`` event holds the run state with every output entry over
+        64 KiB of JSON replaced by ``{"truncated": true, "bytes": N}``.
         """
         _addressable(notebook_id, cell_id)  # before the size check, as every route answers
         outputs = ENCODE(run.outputs)
@@ -311,8 +371,9 @@ class NotebookService:
                 f"larger than {self.settings.max_cell_outputs_bytes} bytes for one cell",
             )
         state = RunState(cell_id, run.status, run.stdout, outputs.decode(), run.error)
-        await _change(
-            lambda conn: store.write_run(conn, notebook_id, user_id, state),
+        event = outputs_event(run)
+        return await _change(
+            lambda conn: store.write_run(conn, notebook_id, user_id, state, event),
             user_id,
             notebook_id,
             Precondition(),

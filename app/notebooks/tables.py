@@ -59,6 +59,11 @@ class Notebook(Table, tablename="notebooks"):
         help_text="Raised by one on every change of name, cells or connection string "
         "(by the database for the admin's edits); read-only in the admin.",
     )
+    seq = BigInt(
+        default=0,
+        help_text="The seq of the notebook's last event (notebook_events, SPEC §11); raised "
+        "with every change, by the database for the admin's edits; read-only in the admin.",
+    )
     cells = JSONB(
         default=[],
         help_text="Ordered cells: id, type, code, reads, writes, metadata; read-only in the admin.",

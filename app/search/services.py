@@ -19,12 +19,16 @@ from app.store.search import MAX_MATCHES, SearchStatement
 if TYPE_CHECKING:
     from uuid import UUID
 
+    from app.cursors import Cursors
+
 __all__ = ["MAX_MATCHES", "SearchService"]
 
 
 class SearchService:
-    def __init__(self, trigram: bool | None = None) -> None:
-        """``trigram``: whether the trigram indexes exist; None = ask the database once."""
+    def __init__(self, cursors: Cursors | None = None, trigram: bool | None = None) -> None:
+        """``cursors``: signs the pages' cursors (None: a search cannot be paged);
+        ``trigram``: whether the trigram indexes exist; None = ask the database once."""
+        self._cursors = cursors
         self._trigram = trigram
 
     async def search(self, user_id: UUID, query: SearchQuery) -> SearchResults:

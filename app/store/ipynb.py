@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .notebooks import (
+    EVENT_COLUMNS,
     NEW_TYPES,
+    NOTIFY,
     OWNED,
     RUN_COLUMNS,
     RUN_TYPES,
@@ -25,6 +27,7 @@ from .notebooks import (
     RunState,
     with_runs,
 )
+from .notebooks import SNAPSHOT as _SNAPSHOT
 from .rows import arrays, parameters, select_list, unnest
 
 if TYPE_CHECKING:
@@ -75,19 +78,26 @@ RUNS_RECORDED = (
 # $1… the notebook's fields, then the run states' arrays.  A notebook of the same
 # import key (the unique index on (user_id, ipynb_sha256)) makes it insert nothing:
 # a concurrent import of the same file waits for the first, then does nothing.
+# The notebook's event 1 (``import``, by the last parameter: the actor) and its
+# wake-up go in the same statement.
 _FIELDS = len(ImportedNotebook.__struct_fields__)
+_ACTOR = _FIELDS + len(RunState.__struct_fields__) + 1
 INSERT_IMPORTED = f"""
-WITH notebook AS (
-    INSERT INTO notebooks ({", ".join(ImportedNotebook.__struct_fields__)})
-    VALUES ({parameters(ImportedNotebook, IMPORTED_TYPES, first=1)})
+WITH r AS (
+    INSERT INTO notebooks ({", ".join(ImportedNotebook.__struct_fields__)}, seq)
+    VALUES ({parameters(ImportedNotebook, IMPORTED_TYPES, first=1)}, 1)
     ON CONFLICT (user_id, ipynb_sha256) WHERE ipynb_sha256 IS NOT NULL DO NOTHING
-    RETURNING id, revision
+    RETURNING id, user_id, revision, seq, name, kind, cells, db_conn_string
 ), runs AS (
     INSERT INTO cell_runs (notebook_id, {RUN_COLUMNS})
-    SELECT notebook.id, {select_list(RunState, "t")}
-      FROM notebook, {unnest(RunState, RUN_TYPES, first=_FIELDS + 1)}
+    SELECT r.id, {select_list(RunState, "t")}
+      FROM r, {unnest(RunState, RUN_TYPES, first=_FIELDS + 1)}
+), event AS (
+    INSERT INTO notebook_events ({EVENT_COLUMNS})
+    SELECT r.id, r.seq, r.user_id, r.revision, ${_ACTOR}::text, 'import', NULL, {_SNAPSHOT}
+      FROM r
 )
-SELECT revision FROM notebook
+SELECT r.revision, {NOTIFY.format(seq="r.seq", notebook_id="r.id")} FROM r
 """
 IMPORTED_HASHES = (
     "SELECT ipynb_sha256 FROM notebooks WHERE user_id = $1 AND ipynb_sha256 IS NOT NULL"
@@ -109,15 +119,18 @@ COUNT_OF_USER = "SELECT count(*) FROM notebooks WHERE user_id = $1"
 
 
 async def insert_imported(
-    conn: asyncpg.Connection, notebook: ImportedNotebook, runs: Sequence[RunState]
+    conn: asyncpg.Connection,
+    notebook: ImportedNotebook,
+    runs: Sequence[RunState],
+    actor: str = "import",
 ) -> int | None:
-    """Insert an imported notebook and its run states, one statement; its revision.
+    """Insert an imported notebook, its run states and its ``import`` event; its revision.
 
-    None, and nothing written, when the owner has a notebook of the same
-    import key (``ipynb_sha256``).
+    One statement.  None, and nothing written, when the owner has a notebook
+    of the same import key (``ipynb_sha256``).
     """
     value = await conn.fetchval(
-        INSERT_IMPORTED, *msgspec.structs.astuple(notebook), *arrays(RunState, runs)
+        INSERT_IMPORTED, *msgspec.structs.astuple(notebook), *arrays(RunState, runs), actor
     )
     return None if value is None else int(value)
 

@@ -13,7 +13,9 @@ from uuid import UUID
 import msgspec
 
 from .notebooks import (
+    EVENT_COLUMNS,
     NEW_TYPES,
+    NOTIFY,
     RUN_COLUMNS,
     RUN_TYPES,
     RUNS,
@@ -22,6 +24,7 @@ from .notebooks import (
     RunState,
     with_runs,
 )
+from .notebooks import SNAPSHOT as _SNAPSHOT
 from .rows import arrays, select_list, unnest
 
 if TYPE_CHECKING:
@@ -80,13 +83,22 @@ SELECT {select_list(SpecialNotebook, "n", owner="u.external_id")}
 # New contents for imported notebooks that exist (their kind and demo version
 # stay).  "Revision taken from the file when higher": otherwise one more than
 # stored, as for any other change (SPEC §3), computed against the row as it is now.
+# Each is an ``import`` event (actor ``import``) with its wake-up, in the same statement.
 REPLACE = f"""
-UPDATE notebooks n
-   SET name = t.name, db_conn_string = t.db_conn_string, cells = t.cells::jsonb,
-       revision = GREATEST(t.revision, n.revision + 1), updated_at = now()
-  FROM {unnest(NewNotebook, NEW_TYPES)}
- WHERE n.id = t.id AND n.user_id = t.user_id
-RETURNING n.id
+WITH r AS (
+    UPDATE notebooks n
+       SET name = t.name, db_conn_string = t.db_conn_string, cells = t.cells::jsonb,
+           revision = GREATEST(t.revision, n.revision + 1), seq = n.seq + 1,
+           updated_at = now()
+      FROM {unnest(NewNotebook, NEW_TYPES)}
+     WHERE n.id = t.id AND n.user_id = t.user_id
+    RETURNING n.id, n.user_id, n.revision, n.seq, n.name, n.kind, n.cells, n.db_conn_string
+), event AS (
+    INSERT INTO notebook_events ({EVENT_COLUMNS})
+    SELECT r.id, r.seq, r.user_id, r.revision, 'import', 'import', NULL, {_SNAPSHOT}
+      FROM r
+)
+SELECT r.id, {NOTIFY.format(seq="r.seq", notebook_id="r.id")} FROM r
 """
 DELETE_RUNS = "DELETE FROM cell_runs WHERE notebook_id = ANY($1::text[])"
 INSERT_RUNS = f"""

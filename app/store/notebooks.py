@@ -5,20 +5,23 @@ Conventions every statement follows:
 - one notebook is ``n``, found by ``OWNED``: ``$1`` its id, ``$2`` its owner
   (another user's notebook is as absent as a missing one);
 - every change of a notebook is one conditional statement built by
-  ``_change``: it raises ``revision`` by one in the same statement and holds
-  only when ``PRECONDITION`` does (``$3`` the body's ``expected_revision``,
-  ``$4`` the ``If-Match`` revision, each NULL for "any"); its own values
-  follow from ``$5``.  Matching no row means "refused" and the function
-  returns None; ``state`` then tells the service why.  Every expression
-  reads the row being changed, so after waiting for a concurrent writer
-  PostgreSQL re-evaluates all of it on the version that writer committed:
-  no lost update, and the row lock is held only while the statement runs,
-  never across a round trip to the application.
+  ``_change``: it raises ``revision`` and ``seq`` by one, appends the event
+  (SPEC §11, ``notebook_events``) and sends the wake-up
+  (``pg_notify('cellar_events', '<seq>:<id>')``, delivered at commit), all
+  in the same statement, and holds only when ``PRECONDITION`` does (``$3``
+  the body's ``expected_revision``, ``$4`` the ``If-Match`` revision, each
+  NULL for "any"); its own values follow from ``$5``.  Matching no row means
+  "refused" (no event either) and the function returns None; ``state`` then
+  tells the service why.  Every expression reads the row being changed, so
+  after waiting for a concurrent writer PostgreSQL re-evaluates all of it on
+  the version that writer committed: no lost update, seqs in commit order,
+  and the row lock is held only while the statement runs, never across a
+  round trip to the application.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeVar
 from uuid import UUID
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 NotebookKind = Literal["user", "blank", "demo"]
 RunStatus = Literal["idle", "running", "success", "error", "blocked"]
+Phase = Literal[1, 2]  # of a walk of the list: before the horizon, then after it
 
 
 class Precondition(NamedTuple):
@@ -78,6 +82,7 @@ class NotebookRow(msgspec.Struct, frozen=True):
     created_at: datetime
     updated_at: datetime
     cells: str
+    seq: int  # the seq of its last event (Cellar-Seq)
     runs: list[RunState]  # last: built from the nested records (with_runs)
 
 
@@ -94,6 +99,13 @@ class NotebookSummary(msgspec.Struct, frozen=True, gc=False):
     updated_at: datetime
 
 
+class Changed(msgspec.Struct, frozen=True, gc=False):
+    """What a change of a notebook answers: its revision and seq (its event's) after it."""
+
+    revision: int
+    seq: int
+
+
 class NotebookState(msgspec.Struct, frozen=True):
     """What a refused change is explained from (``app.notebooks.services.explain``)."""
 
@@ -107,7 +119,9 @@ class EditedCell(msgspec.Struct, frozen=True):
 
     revision: int
     cell: str
-    run: RunState | None  # last: built from the nested record
+    run: RunState | None  # built from the nested record
+    seq: int = 0  # the event's (not in the statement's list: ``_change`` adds it)
+    merged: bool = False  # applied over a stale revision (the service's merge path)
 
 
 class NewNotebook(msgspec.Struct, frozen=True):
@@ -181,24 +195,64 @@ def _position(cell_id: str) -> str:
     )
 
 
-def _change(assignments: str, condition: str = "", returning: str = "n.revision") -> str:
-    """An UPDATE of one notebook: owner and ``PRECONDITION`` hold, ``revision`` + 1.
+EVENT_COLUMNS = "notebook_id, seq, user_id, revision, actor, op, cell_id, data"
+# The wake-up of realtime listeners (SPEC §11): only a hint, the table is the truth.
+NOTIFY = "pg_notify('cellar_events', {seq} || ':' || {notebook_id})"
 
-    Every change of a notebook's row is built here, so whatever must go with
-    each change (a sequence number, say) is added in one place.
+
+def _change(
+    assignments: str,
+    condition: str = "",
+    *,
+    op: str,
+    data: str,
+    cell_id: str = "NULL",
+    returning: type[msgspec.Struct] = Changed,
+    expressions: dict[str, str] | None = None,
+    carry: str = "",
+    before: str = "",
+    using: str = "",
+) -> str:
+    """An UPDATE of one notebook: owner and ``PRECONDITION`` hold, ``revision`` + 1, its event.
+
+    Every change of a notebook's row is built here, so what goes with each
+    change is added in one place: ``seq`` + 1 in the same UPDATE, the event
+    row (``op``; ``data`` and ``cell_id`` SQL over the UPDATE's RETURNING
+    columns and ``carry``) and the wake-up, in the same statement.  The
+    answer is ``returning``'s fields but ``seq`` (from ``expressions``, else
+    ``n.<field>``), then the seq.  ``before``/``using``: a CTE the UPDATE
+    reads FROM (the move reads the cell's old position from a locked read).
     """
+    fields = [name for name in returning.__struct_fields__ if name not in ("seq", "merged")]
+    chosen = {name: value for name, value in (expressions or {}).items() if name in fields}
+    listed = ", ".join(
+        f"{chosen[name]} AS {name}" if name in chosen else f"n.{name}" for name in fields
+    )
     return (
-        "UPDATE notebooks n\n"
-        f"   SET revision = n.revision + 1, updated_at = now(), {assignments}\n"
-        f" WHERE {OWNED} AND {PRECONDITION}{condition}\n"
-        f"RETURNING {returning}"
+        f"WITH {before}changed AS (\n"
+        "    UPDATE notebooks n\n"
+        "       SET revision = n.revision + 1, seq = n.seq + 1, updated_at = now(),"
+        f" {assignments}\n"
+        f"      {using}\n"
+        f"     WHERE {OWNED} AND {PRECONDITION}{condition}\n"
+        "    RETURNING n.id AS event_notebook_id, n.user_id AS event_user_id,"
+        f" n.seq AS event_seq, {listed}{carry}\n"
+        "), event AS (\n"
+        f"    INSERT INTO notebook_events ({EVENT_COLUMNS})\n"
+        "    SELECT event_notebook_id, event_seq, event_user_id, revision, event_user_id::text,"
+        f" '{op}', {cell_id}, {data}\n"
+        "      FROM changed\n"
+        ")\n"
+        f"SELECT {', '.join(fields)}, event_seq,"
+        f" {NOTIFY.format(seq='event_seq', notebook_id='event_notebook_id')}\n"
+        "  FROM changed"
     )
 
 
 # -- statements: reading -----------------------------------------------------------------
 
 GET = f"SELECT {select_list(NotebookRow, 'n', runs=RUNS)} FROM notebooks n WHERE {OWNED}"
-REVISION = f"SELECT n.revision FROM notebooks n WHERE {OWNED}"
+REVISION = f"SELECT n.revision, n.seq FROM notebooks n WHERE {OWNED}"
 CELLS = f"SELECT n.cells FROM notebooks n WHERE {OWNED}"
 # The first column says whether the user was provisioned; the rest are a
 # NotebookSummary, NULL when the user has no notebook.
@@ -207,7 +261,41 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {select_list(NotebookSummary
   FROM users u
   LEFT JOIN notebooks n ON n.user_id = u.id
  WHERE u.id = $1
- ORDER BY n.updated_at DESC, n.id
+ ORDER BY n.updated_at DESC, n.id DESC
+"""
+# One page of a walk of the list (docs/paging.md), each part one range of the
+# (user_id, updated_at, id) index.  $2 the horizon (NULL on the first page: the
+# statement's now(), returned so the cursor keeps it); $3, $4 the position in
+# phase 1 (notebooks at or before the horizon, newest first; 'infinity' to
+# start, '-infinity' once phase 1 is over); $5, $6 the position in phase 2
+# (notebooks changed after the horizon, oldest change first; '-infinity' until
+# phase 1 is over); $7 how many rows each part may give (a page and one more,
+# to know whether another page follows).  The rows come in the walk's order;
+# the caller keeps the first limit + 1.
+_HORIZON = "coalesce($2::timestamptz, now())"
+PAGE = f"""
+SELECT u.provisioned_at IS NOT NULL AS provisioned, {_HORIZON} AS horizon, p.phase,
+       {select_list(NotebookSummary, "p")}
+  FROM users u
+  LEFT JOIN LATERAL (
+       (SELECT 1 AS phase, row_number() OVER (ORDER BY n.updated_at DESC, n.id DESC) AS k,
+               {select_list(NotebookSummary, "n")}
+          FROM notebooks n
+         WHERE n.user_id = $1 AND n.updated_at <= {_HORIZON}
+           AND (n.updated_at, n.id) < ($3::timestamptz, $4::text)
+         ORDER BY n.updated_at DESC, n.id DESC
+         LIMIT $7)
+       UNION ALL
+       (SELECT 2 AS phase, row_number() OVER (ORDER BY n.updated_at, n.id) AS k,
+               {select_list(NotebookSummary, "n")}
+          FROM notebooks n
+         WHERE n.user_id = $1 AND n.updated_at > {_HORIZON}
+           AND (n.updated_at, n.id) > ($5::timestamptz, $6::text)
+         ORDER BY n.updated_at, n.id
+         LIMIT $7)
+  ) p ON true
+ WHERE u.id = $1
+ ORDER BY p.phase, p.k
 """
 STATE = (
     f"SELECT {select_list(NotebookState, 'n', has_cell=_has_cell('$3'))}"
@@ -227,31 +315,68 @@ NEW_TYPES = {
     "cells": "text",
     "demo_version": "int",
 }
-INSERT_NOTEBOOKS = f"""
-INSERT INTO notebooks ({", ".join(NewNotebook.__struct_fields__)})
-SELECT {select_list(NewNotebook, "t", cells="t.cells::jsonb")}
+_INSERTED = f"""
+INSERT INTO notebooks ({", ".join(NewNotebook.__struct_fields__)}, seq)
+SELECT {select_list(NewNotebook, "t", cells="t.cells::jsonb")}, 1
   FROM {unnest(NewNotebook, NEW_TYPES)}
 """
+# What an event of a whole notebook (create, import) holds, from row ``r``:
+# enough to rebuild it, the connection string only as whether there is one.
+SNAPSHOT = (
+    "jsonb_build_object('name', r.name, 'kind', r.kind, 'cells', r.cells, 'db_conn_string',"
+    " CASE WHEN r.db_conn_string IS NULL THEN NULL ELSE '***' END)"
+)
+_N_NEW = len(NewNotebook.__struct_fields__)
+
+
+def _with_first_event(insert: str) -> str:
+    """New notebooks (seq 1) with their event 1 and wake-up, one statement.
+
+    ``$9`` the actor (NULL: the owner), ``$10`` the op (``create``, ``import``).
+    """
+    return f"""
+WITH r AS ({insert}RETURNING id, user_id, revision, seq, name, kind, cells, db_conn_string
+), event AS (
+    INSERT INTO notebook_events ({EVENT_COLUMNS})
+    SELECT r.id, r.seq, r.user_id, r.revision, coalesce(${_N_NEW + 1}::text, r.user_id::text),
+           ${_N_NEW + 2}::text, NULL, {SNAPSHOT}
+      FROM r
+)
+SELECT r.id, {NOTIFY.format(seq="r.seq", notebook_id="r.id")} FROM r
+"""
+
+
+INSERT_NOTEBOOKS = _with_first_event(_INSERTED)
 # A user's blank and demo: concurrent first calls all try, the partial unique
 # index on (user_id, kind) lets one of each in and the others do nothing.
-PROVISION = (
-    INSERT_NOTEBOOKS + "ON CONFLICT (user_id, kind) WHERE kind IN ('blank', 'demo') DO NOTHING\n"
+PROVISION = _with_first_event(
+    _INSERTED + "ON CONFLICT (user_id, kind) WHERE kind IN ('blank', 'demo') DO NOTHING\n"
 )
 SPECIAL_KIND_INDEX = "notebooks_one_special_kind_per_user"
 
 # -- statements: changing one notebook ---------------------------------------------------
 
-RENAME = _change("name = $5")
-SET_CONNECTION = _change("db_conn_string = $5")
+RENAME = _change("name = $5", op="rename", data="jsonb_build_object('name', $5::text)")
+# $5 the token, $6 the string as GET shows it (password masked): the event's.
+SET_CONNECTION = _change(
+    "db_conn_string = $5",
+    op="set_connection",
+    data="jsonb_build_object('db_conn_string', $6::text)",
+)
 # $5 the cell (JSON), $6 its position (NULL: append), $7 the most cells a notebook holds.
 INSERT_CELL = _change(
     "cells = jsonb_insert(n.cells, ARRAY[coalesce($6::int, n.cell_count)::text], $5::jsonb)",
     " AND n.cell_count < $7 AND coalesce($6::int, n.cell_count) <= n.cell_count",
+    op="cell_insert",
+    cell_id="$5::jsonb ->> 'id'",
+    carry=", coalesce($6::int, n.cell_count - 1) AS event_index",
+    data="jsonb_build_object('index', event_index, 'cell', $5::jsonb)",
 )
 # The code edit, the editor's save.  $5 the cell's id, $6 the fields the edit
 # sets for each cell type (a type the API does not know is analysed as raw:
 # nothing read or written, as analyze() says): the statement merges those of
-# the type the cell has on the row's latest committed version.
+# the type the cell has on the row's latest committed version.  The event
+# holds what was set (code, reads, writes), read from the answer's cell.
 EDIT_CODE = _change(
     """cells = (SELECT jsonb_agg(CASE WHEN c ->> 'id' = $5
                                       THEN c || coalesce($6::jsonb -> (c ->> 'type'),
@@ -260,38 +385,71 @@ EDIT_CODE = _change(
                                  ORDER BY i)
                   FROM jsonb_array_elements(n.cells) WITH ORDINALITY AS t(c, i))""",
     f" AND {_has_cell('$5')}",
-    select_list(
-        EditedCell,
-        "n",
-        cell="(SELECT c FROM jsonb_array_elements(n.cells) AS c WHERE c ->> 'id' = $5 LIMIT 1)",
-        run=f"(SELECT {RUN} FROM cell_runs r WHERE r.notebook_id = n.id AND r.cell_id = $5)",
-    ),
+    op="cell_update",
+    cell_id="$5",
+    data="jsonb_build_object('code', cell -> 'code', 'reads', cell -> 'reads',"
+    " 'writes', cell -> 'writes')",
+    returning=EditedCell,
+    expressions={
+        "cell": "(SELECT c FROM jsonb_array_elements(n.cells) AS c WHERE c ->> 'id' = $5 LIMIT 1)",
+        "run": f"(SELECT {RUN} FROM cell_runs r WHERE r.notebook_id = n.id AND r.cell_id = $5)",
+    },
 )
-# $5 the cell's id, $6 where it ends in the new order.
+# $5 the cell's id, $6 where it ends in the new order.  The event says where it
+# was: read from the row locked first (``old``), the version the UPDATE changes.
 MOVE_CELL = _change(
     f"cells = jsonb_insert(n.cells - {_position('$5')}, ARRAY[$6::int::text],"
     f" n.cells -> {_position('$5')})",
-    f" AND {_has_cell('$5')} AND $6::int < n.cell_count",
+    f" AND n.id = old.id AND {_has_cell('$5')} AND $6::int < n.cell_count",
+    op="cell_move",
+    cell_id="$5",
+    before=f"old AS (SELECT n.id, {_position('$5')} AS position FROM notebooks n"
+    f" WHERE {OWNED} FOR UPDATE), ",
+    using="FROM old",
+    carry=", old.position AS event_from",
+    data="jsonb_build_object('from', event_from, 'to', $6::int)",
 )
 # $5 the cell's id.  Its run state goes by DELETE_RUN in the same transaction,
 # as a statement of its own, so that it sees a run written while this one waited.
-REMOVE_CELL = _change(f"cells = n.cells - {_position('$5')}", f" AND {_has_cell('$5')}")
+REMOVE_CELL = _change(
+    f"cells = n.cells - {_position('$5')}",
+    f" AND {_has_cell('$5')}",
+    op="cell_delete",
+    cell_id="$5",
+    data="'{}'::jsonb",
+)
 DELETE_RUN = "DELETE FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
-DELETE_NOTEBOOK = f"DELETE FROM notebooks n WHERE {OWNED} AND {PRECONDITION} RETURNING n.revision"
-# Upsert a cell's run state ($3… its fields); the notebook row and its
-# revision stay as they are.  FOR SHARE waits for a concurrent change of the
-# notebook (a cell deletion holds the row) and then re-checks that the cell
-# is still there.
+# The row goes, and its events with it (ON DELETE CASCADE): no event can record
+# it; the wake-up (the seq after the last) tells listeners to look again.
+DELETE_NOTEBOOK = f"""
+WITH gone AS (
+    DELETE FROM notebooks n WHERE {OWNED} AND {PRECONDITION} RETURNING n.id, n.revision, n.seq
+)
+SELECT revision, seq, {NOTIFY.format(seq="seq + 1", notebook_id="id")} FROM gone
+"""
+# Upsert a cell's run state ($3… its fields, then the event's data); the notebook's
+# revision stays as it is, its seq goes up by one for the ``outputs`` event.  The
+# UPDATE waits for a concurrent change of the notebook (a cell deletion holds
+# the row) and then re-checks that the cell is still there.
+_RUN_FIELDS = len(RunState.__struct_fields__)
 WRITE_RUN = f"""
-INSERT INTO cell_runs (notebook_id, {RUN_COLUMNS})
-SELECT n.id, {parameters(RunState, RUN_TYPES, first=3)}
-  FROM notebooks n
- WHERE {OWNED} AND {_has_cell("$3")}
-   FOR SHARE OF n
-ON CONFLICT (notebook_id, cell_id) DO UPDATE
-   SET {", ".join(f"{name} = EXCLUDED.{name}" for name in RunState.__struct_fields__[1:])},
-       updated_at = now()
-RETURNING true
+WITH changed AS (
+    UPDATE notebooks n SET seq = n.seq + 1
+     WHERE {OWNED} AND {_has_cell("$3")}
+    RETURNING n.id, n.user_id, n.revision, n.seq
+), run AS (
+    INSERT INTO cell_runs (notebook_id, {RUN_COLUMNS})
+    SELECT changed.id, {parameters(RunState, RUN_TYPES, first=3)}
+      FROM changed
+    ON CONFLICT (notebook_id, cell_id) DO UPDATE
+       SET {", ".join(f"{name} = EXCLUDED.{name}" for name in RunState.__struct_fields__[1:])},
+           updated_at = now()
+), event AS (
+    INSERT INTO notebook_events ({EVENT_COLUMNS})
+    SELECT id, seq, user_id, revision, user_id::text, 'outputs', $3, ${_RUN_FIELDS + 3}::jsonb
+      FROM changed
+)
+SELECT seq, {NOTIFY.format(seq="seq", notebook_id="id")} FROM changed
 """
 
 
@@ -303,9 +461,10 @@ async def get(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Note
     return None if record is None else with_runs(NotebookRow, record)
 
 
-async def revision(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> int | None:
-    value = await conn.fetchval(REVISION, notebook_id, user_id)
-    return None if value is None else int(value)
+async def revision(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Changed | None:
+    """The notebook's revision and seq, without reading it."""
+    record = await conn.fetchrow(REVISION, notebook_id, user_id)
+    return None if record is None else Changed(int(record[0]), int(record[1]))
 
 
 async def cells(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> str | None:
@@ -325,6 +484,40 @@ async def summaries(
     return bool(records[0][0]), notebooks
 
 
+class Position(NamedTuple):
+    """Where a walk of the list stands: the last row given, and in which phase."""
+
+    horizon: datetime | None  # None: the walk has not started (its first page sets it)
+    phase: Phase
+    updated_at: datetime
+    id: str
+
+
+# asyncpg sends these as PostgreSQL's infinity and -infinity.
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+START = Position(None, 1, _LATEST, "")
+
+
+class Page(NamedTuple):
+    provisioned: bool | None  # None: no such user
+    horizon: datetime
+    rows: list[tuple[Phase, NotebookSummary]]  # (phase, row) in walk order; limit + 1 at most
+
+
+async def page(conn: asyncpg.Connection, user_id: UUID, at: Position, limit: int) -> Page:
+    """The rows of the walk after ``at``: up to ``limit`` + 1, each with its phase."""
+    if at.phase == 1:
+        first, second = (at.updated_at, at.id), (_EARLIEST, "")
+    else:
+        first, second = (_EARLIEST, ""), (at.updated_at, at.id)
+    records = await conn.fetch(PAGE, user_id, at.horizon, *first, *second, limit + 1)
+    if not records:
+        return Page(None, _EARLIEST, [])
+    rows = [(record[2], NotebookSummary(*record[3:])) for record in records if record[2]]
+    return Page(bool(records[0][0]), records[0][1], rows[: limit + 1])
+
+
 async def state(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, cell_id: str | None = None
 ) -> NotebookState | None:
@@ -340,14 +533,22 @@ async def identity(conn: asyncpg.Connection, notebook_id: str) -> NotebookIdenti
 # -- creating ----------------------------------------------------------------------------
 
 
-async def insert(conn: asyncpg.Connection, notebooks: Sequence[NewNotebook]) -> None:
-    """Insert new notebooks; a duplicate id or a second blank/demo of a user is an error."""
-    await conn.execute(INSERT_NOTEBOOKS, *arrays(NewNotebook, notebooks))
+async def insert(
+    conn: asyncpg.Connection,
+    notebooks: Sequence[NewNotebook],
+    actor: str | None = None,
+    op: Literal["create", "import"] = "create",
+) -> None:
+    """Insert new notebooks, each with its event 1 (``op`` by ``actor``, None: the owner).
+
+    A duplicate id or a second blank/demo of a user is an error.
+    """
+    await conn.fetch(INSERT_NOTEBOOKS, *arrays(NewNotebook, notebooks), actor, op)
 
 
 async def provision(conn: asyncpg.Connection, notebooks: Sequence[NewNotebook]) -> None:
-    """Insert a user's blank and demo notebooks unless they exist already."""
-    await conn.execute(PROVISION, *arrays(NewNotebook, notebooks))
+    """Insert a user's blank and demo notebooks unless they exist already (actor ``system``)."""
+    await conn.fetch(PROVISION, *arrays(NewNotebook, notebooks), "system", "create")
 
 
 # -- changing one notebook: None when the owner or the precondition does not hold -------
@@ -355,7 +556,7 @@ async def provision(conn: asyncpg.Connection, notebooks: Sequence[NewNotebook]) 
 
 async def rename(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, pre: Precondition, name: str | None
-) -> int | None:
+) -> Changed | None:
     return await _run_change(conn, RENAME, notebook_id, user_id, pre, name)
 
 
@@ -365,14 +566,16 @@ async def set_connection(
     user_id: UUID,
     pre: Precondition,
     token: str | None,
-) -> int | None:
-    return await _run_change(conn, SET_CONNECTION, notebook_id, user_id, pre, token)
+    shown: str | None,
+) -> Changed | None:
+    """Store the ``token``; the event holds ``shown`` (the string with its password masked)."""
+    return await _run_change(conn, SET_CONNECTION, notebook_id, user_id, pre, token, shown)
 
 
 async def delete(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, pre: Precondition
-) -> int | None:
-    """Delete the notebook (its runs and search rows go with it); the revision it had."""
+) -> Changed | None:
+    """Delete the notebook (its runs, search rows and events go with it); what it had."""
     return await _run_change(conn, DELETE_NOTEBOOK, notebook_id, user_id, pre)
 
 
@@ -384,7 +587,7 @@ async def insert_cell(
     cell: str,
     index: int | None,
     max_cells: int,
-) -> int | None:
+) -> Changed | None:
     """Insert ``cell`` (JSON) at ``index`` (None: append); refused when the notebook holds
     ``max_cells`` already or ``index`` is past its end."""
     return await _run_change(conn, INSERT_CELL, notebook_id, user_id, pre, cell, index, max_cells)
@@ -404,8 +607,8 @@ async def edit_code(
     )
     if record is None:
         return None
-    new_revision, cell, run = record
-    return EditedCell(new_revision, cell, None if run is None else RunState(*run))
+    new_revision, cell, run, seq, _ = record
+    return EditedCell(new_revision, cell, None if run is None else RunState(*run), seq)
 
 
 async def move_cell(
@@ -415,27 +618,30 @@ async def move_cell(
     pre: Precondition,
     cell_id: str,
     index: int,
-) -> int | None:
+) -> Changed | None:
     """Move the cell so it ends at ``index`` of the new order; refused past the end."""
     return await _run_change(conn, MOVE_CELL, notebook_id, user_id, pre, cell_id, index)
 
 
 async def delete_cell(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, pre: Precondition, cell_id: str
-) -> int | None:
+) -> Changed | None:
     """Remove the cell and its run state.  Two statements: call it in a transaction."""
-    new_revision = await _run_change(conn, REMOVE_CELL, notebook_id, user_id, pre, cell_id)
-    if new_revision is not None:
+    changed = await _run_change(conn, REMOVE_CELL, notebook_id, user_id, pre, cell_id)
+    if changed is not None:
         await conn.execute(DELETE_RUN, notebook_id, cell_id)
-    return new_revision
+    return changed
 
 
 async def write_run(
-    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, run: RunState
-) -> RunState | None:
-    """Upsert the cell's run state; None when the notebook or the cell is not there."""
-    written = await conn.fetchval(WRITE_RUN, notebook_id, user_id, *msgspec.structs.astuple(run))
-    return run if written else None
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, run: RunState, event: str
+) -> int | None:
+    """Upsert the cell's run state with its ``outputs`` event (``event``: its data, JSON).
+
+    The seq of the event; None when the notebook or the cell is not there.
+    """
+    seq = await conn.fetchval(WRITE_RUN, notebook_id, user_id, *msgspec.structs.astuple(run), event)
+    return None if seq is None else int(seq)
 
 
 async def _run_change(
@@ -445,7 +651,7 @@ async def _run_change(
     user_id: UUID,
     pre: Precondition,
     *values: Any,
-) -> int | None:
-    """Run one of the conditional changes above; the new revision, or None."""
-    value = await conn.fetchval(statement, notebook_id, user_id, pre.body, pre.header, *values)
-    return None if value is None else int(value)
+) -> Changed | None:
+    """Run one of the conditional changes above; the new revision and seq, or None."""
+    record = await conn.fetchrow(statement, notebook_id, user_id, pre.body, pre.header, *values)
+    return None if record is None else Changed(int(record[0]), int(record[1]))

@@ -80,7 +80,8 @@ async def add_cell(
 async def list_notebooks(client: Any, headers: dict[str, str]) -> list[dict[str, Any]]:
     response = await client.get("/notebooks", headers=headers)
     assert response.status_code == 200, response.text
-    assert set(response.json()) == {"notebooks"}
+    assert set(response.json()) == {"notebooks", "next_cursor"}
+    assert response.json()["next_cursor"] is None  # without limit: every notebook, one answer
     notebooks: list[dict[str, Any]] = response.json()["notebooks"]
     return notebooks
 

@@ -576,6 +576,25 @@ def test_a_changed_file_updates_its_notebook(small: Corpus) -> None:
     assert summary_of(again).endswith("; nothing to change")
     assert state([demo])[demo]["revision"] == 100
 
+    # SPEC §11: the insert and each update are an import event, the password never in clear
+    log = query(
+        "SELECT seq, revision, actor, op, data::text AS data FROM notebook_events"
+        " WHERE notebook_id = $1 ORDER BY seq",
+        demo,
+    )
+    assert [(e["seq"], e["actor"], e["op"]) for e in log] == [
+        (1, "import", "import"),
+        (2, "import", "import"),
+        (3, "import", "import"),
+    ]
+    assert [e["revision"] for e in log] == [before["revision"], before["revision"] + 1, 100]
+    assert query("SELECT seq FROM notebooks WHERE id = $1", demo)[0]["seq"] == 3
+    second = json.loads(log[1]["data"])
+    assert second["name"] == "Renamed ✓"
+    assert second["db_conn_string"] == "***"
+    assert [cell["id"] for cell in second["cells"]][:1] == ["c-new"]
+    assert "alice:new" not in log[1]["data"]
+
 
 def test_dry_run_writes_nothing(small: Corpus) -> None:
     before = counts()

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The mutation and search parts of the API suite.
 BEHIND_PGBOUNCER = (
     "tests/api/test_notebooks.py",
+    "tests/api/test_notebook_pages.py",
     "tests/api/test_cells.py",
     "tests/api/test_search.py",
     "tests/api/test_cell_search_rows.py",
