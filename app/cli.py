@@ -323,6 +323,26 @@ def _existing_directory(value: str) -> str:
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+def purge_trash(args: argparse.Namespace) -> None:
+    """``cellar purge-trash``: what the service also does once a day (``app.system.daily``)."""
+    from app.notebooks.services import purge_trash as purge
+
+    settings = _settings_and_schema()
+    days = settings.trash_retention_days if args.older_than_days is None else args.older_than_days
+    purged = _with_pool(settings, lambda: purge(days))
+    print(f"cellar: {purged} notebooks deleted for good (in the trash for over {days} days)")
+
+
+def _days(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 100_000:
+        raise argparse.ArgumentTypeError(f"expected a number of days 0-100000, got {value!r}")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     from app import __version__
 
@@ -473,8 +493,23 @@ def _parser() -> argparse.ArgumentParser:
         "--user", metavar="EMAIL_OR_EXTERNAL_ID", help="export only this user's notebooks"
     )
     ipynb_out.set_defaults(handler=export_ipynb)
+
+    purge = commands.add_parser(
+        "purge-trash",
+        help="delete for good the notebooks in the trash for over TRASH_RETENTION_DAYS",
+        description="Delete for good every notebook that has been in the trash for over "
+        "TRASH_RETENTION_DAYS days (default 30), with its runs, search rows, history and "
+        "checkpoints. The service does the same once a day by itself; this runs it now.",
+    )
+    purge.add_argument(
+        "--older-than-days",
+        metavar="DAYS",
+        type=_days,
+        help="instead of TRASH_RETENTION_DAYS (0: everything in the trash)",
+    )
+    purge.set_defaults(handler=purge_trash)
     # For errors named after the command.
-    for command in (run, admin, legacy_in, legacy_out, ipynb_in, ipynb_out):
+    for command in (run, admin, legacy_in, legacy_out, ipynb_in, ipynb_out, purge):
         command.set_defaults(command_parser=command)
     return parser
 

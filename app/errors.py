@@ -99,6 +99,19 @@ class PreconditionFailed(RevisionConflict):
     status_code = 412
 
 
+class Gone(CellarError):
+    """What was asked for was pruned (the history before ``oldest_seq``, SPEC §11)."""
+
+    status_code = 410
+
+    def __init__(self, oldest_seq: int, detail: str) -> None:
+        super().__init__(detail)
+        self.oldest_seq = oldest_seq
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "oldest_seq": self.oldest_seq}
+
+
 class Unauthorized(CellarError):
     status_code = 401
 

@@ -27,18 +27,23 @@ from app.auth.tokens import TokenService
 from app.cursors import Cursors
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
+from app.history.controllers import HistoryController
+from app.history.services import HistoryService
 from app.ipynb.controllers import IpynbController
 from app.ipynb.services import IpynbService
 from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
-from app.notebooks.services import NotebookService
+from app.notebooks.services import NotebookService, purge_trash
 from app.observability.plugin import Observability
 from app.realtime.controllers import EventsStreamController, EventsTicketController, events_socket
 from app.realtime.services import RealtimeService
+from app.replicas.lifespan import ConsistencyMiddleware, build_replicas, replica_lifespan
+from app.replicas.tokens import HEADER as CONSISTENCY_HEADER
 from app.search.controllers import SearchController
 from app.search.services import SearchService
 from app.settings import Settings
 from app.system.controllers import SystemController
+from app.system.daily import DailyJobs
 from app.system.headers import security_headers
 from app.system.openapi import StructSchemas, openapi_config
 from app.system.outage import quiet_pool_logs
@@ -75,13 +80,17 @@ def create_app(settings: Settings) -> Litestar:
         cursors,
     )
     ipynb = IpynbService(settings)
-    health = HealthService(engine, timeout=settings.health_timeout_seconds)
+    replicas = build_replicas(settings)
+    health = HealthService(engine, timeout=settings.health_timeout_seconds, replicas=replicas)
     search = SearchService(cursors)
+    history = HistoryService()
     realtime = RealtimeService(settings, tokens, auth)
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
     observability = Observability(settings, __version__)
+    # Once a day, one instance at a time (app.system.daily); each also a `cellar` command.
+    daily = DailyJobs({"purge-trash": lambda: purge_trash(settings.trash_retention_days)})
 
     # The scope is not copied: the admin puts the full path back for the access log.
     @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=False)
@@ -117,6 +126,7 @@ def create_app(settings: Settings) -> Litestar:
             MeController,
             NotebookController,
             IpynbController,
+            HistoryController,
             SearchController,
             EventsTicketController,
             EventsStreamController,
@@ -132,18 +142,22 @@ def create_app(settings: Settings) -> Litestar:
             "ipynb": singleton(ipynb),
             "health": singleton(health),
             "search": singleton(search),
+            "history": singleton(history),
             "realtime": singleton(realtime),
             "current_user": Provide(_current_user, sync_to_thread=False),
         },
         middleware=[
             token_rate_limit(settings.auth_token_rate_limit_per_minute).middleware,
             bearer_auth(tokens, auth),
+            # Read-your-writes across replicas (app.replicas): only when there are some.
+            *([] if replicas is None else [ConsistencyMiddleware(replicas)]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers],
         request_max_body_size=settings.max_request_body_bytes,
         cors_config=CORSConfig(
-            allow_origins=list(settings.cors_origins), expose_headers=["X-Request-ID"]
+            allow_origins=list(settings.cors_origins),
+            expose_headers=["X-Request-ID", "ETag", CONSISTENCY_HEADER],
         )
         if settings.cors_origins
         else None,
@@ -153,7 +167,12 @@ def create_app(settings: Settings) -> Litestar:
         # not; an unreachable database once per outage (app.system.outage).
         logging_config=None,
         plugins=[StructSchemas(), *observability.plugins],
-        lifespan=[database_pool, realtime_listener],
+        lifespan=[
+            database_pool,
+            *([] if replicas is None else [replica_lifespan(replicas)]),
+            daily.lifespan,
+            realtime_listener,
+        ],
         state=State({"settings": settings}),
     )
     return observability.instrument(app)

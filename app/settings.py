@@ -47,6 +47,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_pool_min_size: Annotated[int, msgspec.Meta(ge=0)] = 1
     database_pool_max_size: PositiveInt = 10
     database_connect_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    # Hot standbys that may serve reads (app.replicas, docs/scaling.md); empty: the
+    # primary serves everything, as before.  A replica further behind than the lag
+    # limit is skipped until it catches up.
+    database_replica_urls: tuple[str, ...] = ()
+    replica_max_lag_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     cellar_data_dir: str = ".cellar"
     token_lifetime_seconds: PositiveInt = 3600
     auth_token_rate_limit_per_minute: PositiveInt = 20
@@ -62,6 +67,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Exports kept per process while their notebook is unchanged (app.ipynb.cache); 0: none.
     ipynb_export_cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * MIB
     health_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.5
+    # Days a notebook stays in the trash before the daily purge deletes it for good
+    # (SPEC §13; `cellar purge-trash`); 0: the next purge takes everything in the trash.
+    trash_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 30
     # The admin's session cookie: Secure (HTTPS only) when true; set it behind TLS.
     admin_secure_cookies: bool = False
     # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.
@@ -91,7 +99,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = environ.get(name.upper())
             if value is None or value.strip() == "":
                 continue
-            if name in ("cors_origins", "admin_allowed_hosts", "forwarded_allow_ips"):
+            if name in (
+                "cors_origins",
+                "admin_allowed_hosts",
+                "forwarded_allow_ips",
+                "database_replica_urls",
+            ):
                 raw[name] = [item.strip() for item in value.split(",") if item.strip()]
             else:
                 raw[name] = value.strip()
@@ -119,6 +132,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         listen_url = self.database_listen_url
         if listen_url is not None and not re.match(r"^postgres(ql)?://", listen_url):
             raise SettingsError("DATABASE_LISTEN_URL: expected a postgresql:// URL")
+        for url in self.database_replica_urls:
+            if not re.match(r"^postgres(ql)?://", url):
+                raise SettingsError(
+                    "DATABASE_REPLICA_URLS: expected postgresql:// URLs, comma-separated"
+                )
         if self.app_secret_key is not None and len(self.app_secret_key) < 32:
             raise SettingsError("APP_SECRET_KEY: expected at least 32 characters")
         if self.encryption_key is not None and not is_fernet_key(self.encryption_key):

@@ -8,7 +8,8 @@
   a notebook's history (``?since=``) is one range scan of it.  The owner
   (``user_id``) is on every row, as on every table (SPEC §15).
   ``notebook_events_cell`` (notebook_id, cell_id, seq), partial on the events
-  of one cell, makes a cell's history and the merge check one range scan.
+  that change a cell's code (insert, update, delete), makes a cell's history
+  and the merge check one range scan of it.
 - The admin's edits (and any plain ``UPDATE`` that leaves ``revision`` alone)
   go through the revision trigger: it now also raises ``seq``, writes the
   event (actor ``admin``) and sends the wake-up.  A change of the name only
@@ -62,8 +63,10 @@ FORWARDS = [
         PRIMARY KEY (notebook_id, seq)
     )
     """,
+    # Only the events that change a cell's code: a cell's history and the merge check
+    # read nothing else, and the execution engine's outputs events skip this index.
     "CREATE INDEX notebook_events_cell ON notebook_events (notebook_id, cell_id, seq) "
-    "WHERE cell_id IS NOT NULL",
+    "WHERE op IN ('cell_insert', 'cell_update', 'cell_delete')",
     """
     CREATE OR REPLACE FUNCTION cellar_notebooks_bump_revision() RETURNS trigger
     LANGUAGE plpgsql AS $$

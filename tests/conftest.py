@@ -15,7 +15,7 @@ import os
 import secrets
 import tempfile
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
     from app.settings import Settings
+    from tests.replicas import Pair
 
 # The external identity provider of the test session: its tokens are signed
 # with this key, and the app trusts its public half (AUTH_PUBLIC_KEY).
@@ -111,6 +112,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "PgBouncer in transaction pooling mode, with DATABASE_POOLER=pgbouncer "
         "(Debian's pgbouncer; tests/e2e/test_pgbouncer.py runs the API suite so)",
     )
+    parser.addoption(
+        "--with-replica",
+        action="store_true",
+        default=False,
+        help="run the session on a primary and a hot standby made for it (initdb, "
+        "pg_basebackup -R; Debian's PostgreSQL), the app reading from the standby "
+        "(DATABASE_REPLICA_URLS) and the test client sending back every consistency "
+        "token as a frontend does (tests/e2e/test_replicas.py runs the read routes so)",
+    )
+
+
+# The primary and standby of a --with-replica session (tests/replicas.py), if any.
+REPLICA_PAIR: list[Pair] = []
+
+
+def _with_replica(stack: ExitStack) -> str:
+    """Start a primary and its standby; the primary's maintenance URL."""
+    from tests.replicas import running_pair, why_unavailable
+
+    reason = why_unavailable()
+    if reason is not None:
+        pytest.exit(f"--with-replica: {reason}", returncode=pytest.ExitCode.USAGE_ERROR)
+    pair = stack.enter_context(running_pair())
+    REPLICA_PAIR.append(pair)
+    stack.callback(REPLICA_PAIR.clear)
+    return pair.primary_url
 
 
 def _behind_pgbouncer(stack: ExitStack, server_url: str, name: str) -> str:
@@ -135,7 +162,10 @@ def _behind_pgbouncer(stack: ExitStack, server_url: str, name: str) -> str:
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A migrated, empty database for this session; dropped afterwards."""
     with ExitStack() as stack:
-        server_url, source = _server_url(stack)
+        if request.config.getoption("--with-replica"):
+            server_url, source = _with_replica(stack), "a primary and a hot standby"
+        else:
+            server_url, source = _server_url(stack)
         name = f"cellar_test_{secrets.token_hex(4)}"
         asyncio.run(_create_database(server_url, name))
         stack.callback(lambda: asyncio.run(_drop_database(server_url, name)))
@@ -144,6 +174,11 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
             url = _behind_pgbouncer(stack, server_url, name)
             source += ", behind PgBouncer (transaction pooling)"
         os.environ.update(TEST_ENV, DATABASE_URL=url)
+        if REPLICA_PAIR:
+            os.environ["DATABASE_REPLICA_URLS"] = REPLICA_PAIR[0].url(
+                REPLICA_PAIR[0].standby_port, name
+            )
+            stack.callback(os.environ.pop, "DATABASE_REPLICA_URLS", None)
         print(f"\ntest database {name} on {source}")
 
         from piccolo.apps.migrations.commands.forwards import run_forwards
@@ -188,7 +223,43 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     if lifespan.done():
         lifespan.result()  # start-up failed: raise its error here
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks=consistency_hooks()
+    ) as http:
         yield http
+        if REPLICA_PAIR:
+            _assert_replica_served(settings)
     stopping.set()
     await lifespan
+
+
+def consistency_hooks() -> dict[str, list[Any]]:
+    """What a frontend does (docs/scaling.md): send back the last consistency token received.
+
+    A request that names its own ``Cellar-Consistency`` keeps it.  Without
+    replicas no answer carries one and nothing is sent.
+    """
+    last: list[str] = []
+
+    async def send_token(request: httpx.Request) -> None:
+        if last and "cellar-consistency" not in request.headers:
+            request.headers["Cellar-Consistency"] = last[-1]
+
+    async def keep_token(response: httpx.Response) -> None:
+        token = response.headers.get("cellar-consistency")
+        if token is not None:
+            last[:] = [token]
+
+    return {"request": [send_token], "response": [keep_token]}
+
+
+def _assert_replica_served(settings: Settings) -> None:
+    """A --with-replica session that never read from the standby proved nothing."""
+    from prometheus_client import REGISTRY
+
+    from app.replicas.replicaset import replica_name
+
+    name = replica_name(settings.database_replica_urls[0])
+    served = REGISTRY.get_sample_value("cellar_db_reads_total", {"server": name}) or 0
+    assert served > 0, f"the standby {name} served no read"
+    print(f"\nreads served by the standby {name}: {served:.0f}")

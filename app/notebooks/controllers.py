@@ -40,7 +40,9 @@ from app.notebooks.schemas import (
     NotebookCreated,
     NotebookList,
     NotebookRename,
+    NotebookRestore,
     Saved,
+    TrashList,
 )
 from app.notebooks.services import NotebookService, Precondition
 from app.system.openapi import BEARER, error_responses
@@ -113,6 +115,15 @@ def parse_if_match(
     return int(digits)
 
 
+def known_revision(tags: set[str]) -> int | None:
+    """The newest revision among ``If-None-Match``'s entity tags: the client has seen it,
+    so no answer may come from a replica that is behind it.  Others' tags count for nothing."""
+    revisions = [
+        int(match.group(1)) for tag in tags if (match := _ENTITY_TAG.match(tag)) is not None
+    ]
+    return max(revisions, default=None)
+
+
 class NotebookController(Controller):
     path = "/notebooks"
     tags = ["notebooks"]
@@ -149,6 +160,23 @@ class NotebookController(Controller):
         The first call of a new user creates their blank notebook and the demo notebook.
         """
         return await notebooks.list(current_user.id, limit, cursor)
+
+    # Declared before /{notebook_id}: Litestar matches a static segment before a
+    # parameter anyway, so "trash" is never taken for a notebook's id.
+    @get(
+        "/trash",
+        operation_id="listTrash",
+        summary="List your trashed notebooks",
+        responses=error_responses(401),
+    )
+    async def list_trash(
+        self, current_user: NamedDependency[AuthUser], notebooks: NamedDependency[NotebookService]
+    ) -> TrashList:
+        """The caller's notebooks in the trash, most recently deleted first (SPEC §13).
+
+        They stay `TRASH_RETENTION_DAYS` (default 30), then are deleted for good.
+        """
+        return await notebooks.trash(current_user.id)
 
     @post(
         operation_id="createNotebook",
@@ -214,16 +242,18 @@ class NotebookController(Controller):
             exported = await ipynb.export(current_user.id, notebook_id)
             # Documented by IpynbAnswer; Response[Notebook] documents the JSON answer.
             return cast("Response[Notebook]", ipynb_response(exported, VARY))
+        known = None
         if if_none_match is not None:
-            current = await notebooks.revision(current_user.id, notebook_id)
             tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+            known = known_revision(tags)
+            current = await notebooks.revision(current_user.id, notebook_id, known)
             if etag(current.revision) in tags or "*" in tags:
                 return Response(
                     content=None,  # type: ignore[arg-type]
                     status_code=HTTP_304_NOT_MODIFIED,
                     headers={"ETag": etag(current.revision), **seq_header(current.seq), **VARY},
                 )
-        notebook, seq = await notebooks.get(current_user.id, notebook_id)
+        notebook, seq = await notebooks.get(current_user.id, notebook_id, known)
         return Response(
             notebook, headers={"ETag": etag(notebook.revision), **seq_header(seq), **VARY}
         )
@@ -288,11 +318,42 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
         expected_revision: ExpectedRevisionQuery = None,
+        purge: Annotated[
+            bool,
+            QueryParameter(
+                description="Delete for good, from the trash or not: the notebook, its runs, "
+                "search rows, history and checkpoints. Cannot be undone."
+            ),
+        ] = False,
     ) -> Response[Done]:
-        """Delete the notebook and everything in it."""
+        """Move the notebook to the trash (one more revision); restorable from there.
+
+        With `?purge=true`, delete it for good instead.
+        """
         pre = Precondition(expected_revision, if_match)
-        changed = await notebooks.delete(current_user.id, notebook_id, pre)
+        changed = await notebooks.delete(current_user.id, notebook_id, pre, purge=purge)
         return Response(Done(), headers=seq_header(changed.seq))
+
+    @post(
+        "/{notebook_id:str}/restore",
+        operation_id="restoreNotebook",
+        status_code=HTTP_200_OK,
+        summary="Restore a notebook from the trash",
+        responses=error_responses(400, 401, 404, 409, 412),
+        response_headers=seq_header_spec(),
+    )
+    async def restore_notebook(
+        self,
+        notebook_id: FromPath[str],
+        current_user: NamedDependency[AuthUser],
+        notebooks: NamedDependency[NotebookService],
+        if_match: NamedDependency[int | None],
+        data: JSONBody[NotebookRestore | None] = None,
+    ) -> Response[Saved]:
+        """Bring a trashed notebook back as it was (one more revision); 404 if not in the trash."""
+        pre = Precondition(data.expected_revision if data is not None else None, if_match)
+        changed = await notebooks.restore_from_trash(current_user.id, notebook_id, pre)
+        return Response(Saved(revision=changed.revision), headers=seq_header(changed.seq))
 
     @post(
         "/{notebook_id:str}/cells",

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
-from app.store.notebooks import NotebookKind, NotebookSummary, RunStatus
+from app.store.notebooks import NotebookKind, NotebookSummary, RunStatus, TrashedNotebook
 
 # "code": a code cell of an imported notebook in a language other than Python (SPEC §12).
 CellType = Literal["python", "sql", "markdown", "raw", "code"]
@@ -109,6 +109,16 @@ class NotebookList(msgspec.Struct, frozen=True):
             "and when the list was asked for without `limit` (every notebook)."
         ),
     ] = None
+
+
+class TrashList(msgspec.Struct, frozen=True):
+    notebooks: Annotated[
+        list[TrashedNotebook], msgspec.Meta(description="Most recently deleted first.")
+    ]
+
+
+class NotebookRestore(msgspec.Struct, frozen=True):
+    expected_revision: Revision | None = None
 
 
 class Notebook(msgspec.Struct, frozen=True):

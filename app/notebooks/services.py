@@ -48,7 +48,9 @@ from app.notebooks.schemas import (
     Notebook,
     NotebookList,
     StoredCell,
+    TrashList,
 )
+from app.replicas.routing import read
 from app.store import notebooks as store
 from app.store import users
 from app.store.notebooks import (
@@ -59,6 +61,7 @@ from app.store.notebooks import (
     NotebookState,
     Precondition,
     RunState,
+    Scope,
 )
 
 if TYPE_CHECKING:
@@ -69,7 +72,11 @@ if TYPE_CHECKING:
     from app.notebooks.connections import ConnectionStringCipher
     from app.settings import Settings
 
-__all__ = ["NotebookService", "Precondition", "explain"]
+__all__ = ["NotebookService", "Precondition", "explain", "purge_trash"]
+
+# Notebooks deleted for good per transaction by the trash's purge: each batch
+# holds its rows' locks only briefly, and a crash loses no more than one batch.
+PURGE_BATCH = 200
 
 T = TypeVar("T")
 
@@ -135,11 +142,14 @@ class NotebookService:
         """Newest first; the first call of a user provisions the blank and demo notebooks.
 
         Without ``limit`` and ``cursor``: every notebook.  With either: one page
-        of a walk (docs/paging.md), ``next_cursor`` giving the next.
+        of a walk (docs/paging.md), ``next_cursor`` giving the next.  A replica
+        may answer once it knows the user as provisioned; a user it does not
+        know yet (just registered) or not as provisioned asks the primary.
         """
         if limit is None and cursor is None:
-            async with connection() as conn:
-                provisioned, notebooks = await store.summaries(conn, user_id)
+            provisioned, notebooks = await read(
+                lambda conn: store.summaries(conn, user_id), fresh=lambda found: found[0] is True
+            )
             if provisioned is False:
                 # Outside the first connection: holding one while waiting for
                 # another could exhaust the pool under a burst of first calls.
@@ -149,8 +159,10 @@ class NotebookService:
             return NotebookList(notebooks=notebooks)
         size = DEFAULT_PAGE if limit is None else limit
         at = store.START if cursor is None else self._position(user_id, cursor)
-        async with connection() as conn:
-            page = await store.page(conn, user_id, at, size)
+        page = await read(
+            lambda conn: store.page(conn, user_id, at, size),
+            fresh=lambda found: found.provisioned is True,
+        )
         if page.provisioned is False:
             await self.provision(user_id)
             async with connection() as conn:
@@ -166,11 +178,18 @@ class NotebookService:
         at = self.cursors.read(_list_scope(user_id), cursor, _ListCursor)
         return store.Position(moment(at.horizon), at.phase, moment(at.updated_at), at.id)
 
-    async def get(self, user_id: UUID, notebook_id: str) -> tuple[Notebook, int]:
-        """The notebook as GET shows it, and its seq (``Cellar-Seq``)."""
+    async def get(
+        self, user_id: UUID, notebook_id: str, known: int | None = None
+    ) -> tuple[Notebook, int]:
+        """The notebook as GET shows it, and its seq (``Cellar-Seq``).
+
+        ``known``: a revision the client holds (its ``If-None-Match``): never answer older.
+        """
         _addressable(notebook_id)
-        async with connection() as conn:
-            row = await store.get(conn, notebook_id, user_id)
+        row = await read(
+            lambda conn: store.get(conn, notebook_id, user_id),
+            fresh=lambda row: row is not None and (known is None or row.revision >= known),
+        )
         if row is None:
             raise NotFound("notebook not found")
         runs = {run.cell_id: run for run in row.runs}
@@ -189,19 +208,25 @@ class NotebookService:
         )
         return notebook, row.seq
 
-    async def revision(self, user_id: UUID, notebook_id: str) -> Changed:
-        """Just the revision (and seq), for conditional GETs that may end in 304."""
+    async def revision(self, user_id: UUID, notebook_id: str, known: int | None = None) -> Changed:
+        """Just the revision (and seq), for conditional GETs that may end in 304; never
+        older than ``known`` (a replica behind the client's ``If-None-Match`` leaves it
+        to the primary)."""
         _addressable(notebook_id)
-        async with connection() as conn:
-            current = await store.revision(conn, notebook_id, user_id)
+        current = await read(
+            lambda conn: store.revision(conn, notebook_id, user_id),
+            fresh=lambda found: found is not None and (known is None or found.revision >= known),
+        )
         if current is None:
             raise NotFound("notebook not found")
         return current
 
     async def graph(self, user_id: UUID, notebook_id: str) -> Graph:
         _addressable(notebook_id)
-        async with connection() as conn:
-            cells = await store.cells(conn, notebook_id, user_id)
+        cells = await read(
+            lambda conn: store.cells(conn, notebook_id, user_id),
+            fresh=lambda found: found is not None,
+        )
         if cells is None:
             raise NotFound("notebook not found")
         return build_graph([CellDeps(c.id, c.reads, c.writes) for c in _DEPS.decode(cells)])
@@ -264,9 +289,42 @@ class NotebookService:
             pre,
         )
 
-    async def delete(self, user_id: UUID, notebook_id: str, pre: Precondition) -> Changed:
+    # -- the trash (SPEC §13) -------------------------------------------------
+
+    async def delete(
+        self, user_id: UUID, notebook_id: str, pre: Precondition, *, purge: bool = False
+    ) -> Changed:
+        """To the trash (one more revision), or with ``purge`` for good, from wherever it is."""
+        if purge:
+            return await _change(
+                lambda conn: store.purge(conn, notebook_id, user_id, pre),
+                user_id,
+                notebook_id,
+                pre,
+                scope="anywhere",
+            )
         return await _change(
-            lambda conn: store.delete(conn, notebook_id, user_id, pre), user_id, notebook_id, pre
+            lambda conn: store.move_to_trash(conn, notebook_id, user_id, pre),
+            user_id,
+            notebook_id,
+            pre,
+        )
+
+    async def trash(self, user_id: UUID) -> TrashList:
+        """The user's trashed notebooks, most recently deleted first."""
+        async with connection() as conn:
+            return TrashList(notebooks=await store.trash(conn, user_id))
+
+    async def restore_from_trash(
+        self, user_id: UUID, notebook_id: str, pre: Precondition
+    ) -> Changed:
+        """Bring a trashed notebook back as it was; 404 when it is not in the trash."""
+        return await _change(
+            lambda conn: store.restore_from_trash(conn, notebook_id, user_id, pre),
+            user_id,
+            notebook_id,
+            pre,
+            scope="trashed",
         )
 
     # -- cells -----------------------------------------------------------------
@@ -392,6 +450,22 @@ class NotebookService:
             raise InvalidInput("code", f"larger than {limit} bytes")
 
 
+async def purge_trash(retention_days: int) -> int:
+    """Delete for good every notebook trashed over ``retention_days`` ago; how many.
+
+    ``cellar purge-trash`` and the daily run (``app.system.daily``) call it.
+    In batches of ``PURGE_BATCH``, each its own transaction: runs, search
+    rows, events and checkpoints go with each notebook (foreign keys).
+    """
+    purged = 0
+    while True:
+        async with connection() as conn:
+            batch = await store.purge_trashed(conn, retention_days, PURGE_BATCH)
+        purged += len(batch)
+        if len(batch) < PURGE_BATCH:
+            return purged
+
+
 async def _change(
     attempt: Callable[[asyncpg.Connection], Awaitable[T | None]],
     user_id: UUID,
@@ -401,17 +475,19 @@ async def _change(
     *,
     then: Callable[[int], CellarError | None] | None = None,
     atomic: bool = False,
+    scope: Scope = "live",
 ) -> T:
     """Run one change of a notebook (one store function); when refused, raise why.
 
     ``atomic``: the store function sends more than one statement, so they run
-    in a transaction (a single statement is one by itself).
+    in a transaction (a single statement is one by itself).  ``scope``: where
+    the change looks for the notebook (live ones unless it is the trash's).
     """
     _addressable(notebook_id, *(() if cell_id is None else (cell_id,)))
     async with transaction() if atomic else connection() as conn:
         result = await attempt(conn)
         if result is None:
-            await _refused(conn, user_id, notebook_id, pre, cell_id, then)
+            await _refused(conn, user_id, notebook_id, pre, cell_id, then, scope)
     return result
 
 
@@ -422,13 +498,14 @@ async def _refused(
     pre: Precondition,
     cell_id: str | None,
     then: Callable[[int], CellarError | None] | None,
+    scope: Scope = "live",
 ) -> NoReturn:
     """Raise why a change matched no row: ``explain``, then ``then`` (given the cell count).
 
     When nothing explains it, the notebook changed between the statement and
     this read (say, the cell came back): a conflict, to be tried again.
     """
-    state = await store.state(conn, notebook_id, user_id, cell_id)
+    state = await store.state(conn, notebook_id, user_id, cell_id, scope)
     error = explain(state, pre, cell_id)
     if error is None and state is not None and then is not None:
         error = then(state.cell_count)

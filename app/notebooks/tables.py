@@ -84,6 +84,12 @@ class Notebook(Table, tablename="notebooks"):
     )
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
+    deleted_at = Timestamptz(
+        null=True,
+        default=None,
+        help_text="When the notebook went to the trash (SPEC §13); empty while it is live. "
+        "Restore it with the form 'Restore a notebook from the trash'.",
+    )
 
     @classmethod
     def get_readable(cls) -> Readable:

@@ -112,6 +112,38 @@ POOL_HELP = {
     POOL_MAX: "The pool's maximum size (DATABASE_POOL_MAX_SIZE); in use / max is saturation.",
 }
 
+# -- replicas (app.replicas, docs/scaling.md) ----------------------------------------------
+
+DB_READS = Counter(
+    "cellar_db_reads",
+    "Reads that could go to a replica, by the server that answered (primary or a replica's "
+    "host:port/database): each replica's share of reads.",
+    ["server"],
+)
+REPLICA_UP = Gauge(
+    "cellar_replica_healthy",
+    "1 while the replica is chosen for reads, 0 while it is down or lags too far.",
+    ["replica"],
+    multiprocess_mode="livemin",
+)
+REPLICA_LAG = Gauge(
+    "cellar_replica_lag_seconds",
+    "How old the replica's view is: time since the primary was where it has replayed to.",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+
+
+def replica_reads(server: str) -> Counter:
+    """The read counter of one server (``primary`` or a replica's name), for its holder."""
+    return DB_READS.labels(server)
+
+
+def replica_gauges(replica: str) -> tuple[Gauge, Gauge]:
+    """(healthy, lag) of one replica, for the monitor to set."""
+    return REPLICA_UP.labels(replica), REPLICA_LAG.labels(replica)
+
+
 # -- realtime (SPEC §11; fed by app.realtime, see docs/realtime.md) ---------------------------
 
 REALTIME_CLIENTS = Gauge(

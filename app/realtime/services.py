@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from app.auth.tokens import TokenError
 from app.database import connection, listen_config
-from app.errors import CellarError, NotFound, Unauthorized
+from app.errors import Gone, NotFound, Unauthorized
 from app.realtime.hub import Hub
 from app.realtime.listener import Listener
 from app.realtime.schemas import EventTicket
@@ -37,19 +37,6 @@ BAD_TICKET = "invalid, used or expired ticket"
 
 # The services of this process whose streams a stopping server ends (``close_streams``).
 _RUNNING: set[RealtimeService] = set()
-
-
-class SincePruned(CellarError):
-    """Events after ``since`` were pruned (SPEC §11): 410 with the oldest seq still kept."""
-
-    status_code = 410
-
-    def __init__(self, oldest_seq: int) -> None:
-        super().__init__("events after since were pruned; read the notebook and follow from now")
-        self.oldest_seq = oldest_seq
-
-    def body(self) -> dict[str, Any]:
-        return {**super().body(), "oldest_seq": self.oldest_seq}
 
 
 class Position:
@@ -128,7 +115,7 @@ class RealtimeService:
             return Position(start.seq, start.seq)
         oldest = start.oldest if start.oldest is not None else start.seq + 1
         if since + 1 < oldest:
-            raise SincePruned(oldest)
+            raise Gone(oldest, "events after since were pruned; follow from oldest_seq - 1")
         return Position(since, start.seq)
 
     def subscribe(self, notebook_id: str, start: Position) -> Subscriber:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 import msgspec
 
 from app.database import connection
+from app.replicas.routing import read
 from app.search.schemas import SearchMatch, SearchQuery, SearchResult, SearchResults
 from app.store import search as store
 from app.store.search import MAX_MATCHES, SearchStatement
@@ -34,8 +35,7 @@ class SearchService:
     async def search(self, user_id: UUID, query: SearchQuery) -> SearchResults:
         """The caller's notebooks that match, best first, with their matching cells."""
         statement = await self.statement(user_id, query)
-        async with connection() as conn:
-            rows = await store.run(conn, statement)
+        rows = await read(lambda conn: store.run(conn, statement))
         return SearchResults(
             results=[
                 SearchResult(

@@ -102,7 +102,7 @@ _IN_CODE_OPS = ", ".join(f"'{op}'" for op in CODE_OPS)
 # and the cell's versions newest first.
 CELL_VERSIONS = f"""
 SELECT n.cells @> jsonb_build_array(jsonb_build_object('id', $3::text)),
-       ARRAY(SELECT ROW({select_list(CellVersion, "e", code=_CODE)}) FROM notebook_events e
+       ARRAY(SELECT ROW(e.seq, e.revision, e.at, e.actor, {_CODE}) FROM notebook_events e
               WHERE e.notebook_id = n.id AND e.cell_id = $3 AND e.op IN ({_IN_CODE_OPS})
               ORDER BY e.seq DESC)
   FROM notebooks n

@@ -112,10 +112,13 @@ SELECT coalesce(u.email, u.external_id, u.id::text) AS owner,
        {select_list(IpynbRow, "n", stamp=STAMP, runs=RUNS_RECORDED)}
   FROM notebooks n JOIN users u ON u.id = n.user_id
 """
-EXPORT_ALL = _EXPORT_ALL + " ORDER BY owner, n.created_at, n.id"
-EXPORT_OF_USER = _EXPORT_ALL + " WHERE n.user_id = $1 ORDER BY n.created_at, n.id"
-COUNT_ALL = "SELECT count(*) FROM notebooks"
-COUNT_OF_USER = "SELECT count(*) FROM notebooks WHERE user_id = $1"
+# cellar export-ipynb writes live notebooks only, as the API shows them (docs/trash.md).
+EXPORT_ALL = _EXPORT_ALL + " WHERE n.deleted_at IS NULL ORDER BY owner, n.created_at, n.id"
+EXPORT_OF_USER = (
+    _EXPORT_ALL + " WHERE n.user_id = $1 AND n.deleted_at IS NULL ORDER BY n.created_at, n.id"
+)
+COUNT_ALL = "SELECT count(*) FROM notebooks WHERE deleted_at IS NULL"
+COUNT_OF_USER = "SELECT count(*) FROM notebooks WHERE user_id = $1 AND deleted_at IS NULL"
 
 
 async def insert_imported(

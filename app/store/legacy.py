@@ -68,12 +68,17 @@ _LEGACY = f"""
 SELECT {select_list(LegacyRow, "n", owner="u.external_id", runs=RUNS)}
   FROM notebooks n JOIN users u ON u.id = n.user_id
 """
+# The import compares with every notebook of an id, trashed ones too: a file of a
+# trashed notebook updates it there (it stays in the trash).  The export writes
+# live notebooks only: the legacy app has no trash, and a trashed notebook
+# written back would come back to life there (docs/trash.md).
 BY_ID = _LEGACY + " WHERE n.id = ANY($1::text[])"
-EXPORT_ALL = _LEGACY + " ORDER BY n.id"
-EXPORT_OF_OWNER = _LEGACY + " WHERE u.external_id = $1 ORDER BY n.id"
-COUNT_ALL = "SELECT count(*) FROM notebooks"
+EXPORT_ALL = _LEGACY + " WHERE n.deleted_at IS NULL ORDER BY n.id"
+EXPORT_OF_OWNER = _LEGACY + " WHERE u.external_id = $1 AND n.deleted_at IS NULL ORDER BY n.id"
+COUNT_ALL = "SELECT count(*) FROM notebooks WHERE deleted_at IS NULL"
 COUNT_OF_OWNER = (
-    "SELECT count(*) FROM notebooks n JOIN users u ON u.id = n.user_id WHERE u.external_id = $1"
+    "SELECT count(*) FROM notebooks n JOIN users u ON u.id = n.user_id"
+    " WHERE u.external_id = $1 AND n.deleted_at IS NULL"
 )
 SPECIAL_NOTEBOOKS = f"""
 SELECT {select_list(SpecialNotebook, "n", owner="u.external_id")}

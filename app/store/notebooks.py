@@ -3,7 +3,9 @@
 Conventions every statement follows:
 
 - one notebook is ``n``, found by ``OWNED``: ``$1`` its id, ``$2`` its owner
-  (another user's notebook is as absent as a missing one);
+  (another user's notebook is as absent as a missing one), and not in the
+  trash (SPEC §13: a trashed notebook is as absent as a missing one, except
+  to the trash's own statements, which find it by ``TRASHED``);
 - every change of a notebook is one conditional statement built by
   ``_change``: it raises ``revision`` and ``seq`` by one, appends the event
   (SPEC §11, ``notebook_events``) and sends the wake-up
@@ -106,6 +108,18 @@ class Changed(msgspec.Struct, frozen=True, gc=False):
     seq: int
 
 
+class TrashedNotebook(msgspec.Struct, frozen=True, gc=False):
+    """One row of the trash (``GET /notebooks/trash``), served as it comes."""
+
+    id: str
+    name: str | None
+    kind: NotebookKind
+    revision: int
+    cell_count: int
+    updated_at: datetime
+    deleted_at: Annotated[datetime, msgspec.Meta(description="When it went to the trash.")]
+
+
 class NotebookState(msgspec.Struct, frozen=True):
     """What a refused change is explained from (``app.notebooks.services.explain``)."""
 
@@ -179,7 +193,13 @@ RUN_TYPES = {
     "ipynb": "json",
 }
 
-OWNED = "n.id = $1 AND n.user_id = $2"
+OWNED = "n.id = $1 AND n.user_id = $2 AND n.deleted_at IS NULL"
+# The same notebook while it is in the trash: what restoring it from there finds.
+TRASHED = "n.id = $1 AND n.user_id = $2 AND n.deleted_at IS NOT NULL"
+# Live or trashed: what deleting for good (purge) finds.
+OWNED_ANYWHERE = "n.id = $1 AND n.user_id = $2"
+Scope = Literal["live", "trashed", "anywhere"]
+SCOPES: dict[Scope, str] = {"live": OWNED, "trashed": TRASHED, "anywhere": OWNED_ANYWHERE}
 PRECONDITION = "($3::bigint IS NULL OR n.revision = $3) AND ($4::bigint IS NULL OR n.revision = $4)"
 
 
@@ -212,6 +232,7 @@ def _change(
     carry: str = "",
     before: str = "",
     using: str = "",
+    owned: str = OWNED,
 ) -> str:
     """An UPDATE of one notebook: owner and ``PRECONDITION`` hold, ``revision`` + 1, its event.
 
@@ -222,6 +243,8 @@ def _change(
     answer is ``returning``'s fields but ``seq`` (from ``expressions``, else
     ``n.<field>``), then the seq.  ``before``/``using``: a CTE the UPDATE
     reads FROM (the move reads the cell's old position from a locked read).
+    ``owned``: which notebooks it may find (``OWNED``: live ones, unless it
+    is the trash's).
     """
     fields = [name for name in returning.__struct_fields__ if name not in ("seq", "merged")]
     chosen = {name: value for name, value in (expressions or {}).items() if name in fields}
@@ -234,7 +257,7 @@ def _change(
         "       SET revision = n.revision + 1, seq = n.seq + 1, updated_at = now(),"
         f" {assignments}\n"
         f"      {using}\n"
-        f"     WHERE {OWNED} AND {PRECONDITION}{condition}\n"
+        f"     WHERE {owned} AND {PRECONDITION}{condition}\n"
         "    RETURNING n.id AS event_notebook_id, n.user_id AS event_user_id,"
         f" n.seq AS event_seq, {listed}{carry}\n"
         "), event AS (\n"
@@ -259,7 +282,7 @@ CELLS = f"SELECT n.cells FROM notebooks n WHERE {OWNED}"
 LIST = f"""
 SELECT u.provisioned_at IS NOT NULL AS provisioned, {select_list(NotebookSummary, "n")}
   FROM users u
-  LEFT JOIN notebooks n ON n.user_id = u.id
+  LEFT JOIN notebooks n ON n.user_id = u.id AND n.deleted_at IS NULL
  WHERE u.id = $1
  ORDER BY n.updated_at DESC, n.id DESC
 """
@@ -281,7 +304,7 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {_HORIZON} AS horizon, p.pha
        (SELECT 1 AS phase, row_number() OVER (ORDER BY n.updated_at DESC, n.id DESC) AS k,
                {select_list(NotebookSummary, "n")}
           FROM notebooks n
-         WHERE n.user_id = $1 AND n.updated_at <= {_HORIZON}
+         WHERE n.user_id = $1 AND n.deleted_at IS NULL AND n.updated_at <= {_HORIZON}
            AND (n.updated_at, n.id) < ($3::timestamptz, $4::text)
          ORDER BY n.updated_at DESC, n.id DESC
          LIMIT $7)
@@ -289,7 +312,7 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {_HORIZON} AS horizon, p.pha
        (SELECT 2 AS phase, row_number() OVER (ORDER BY n.updated_at, n.id) AS k,
                {select_list(NotebookSummary, "n")}
           FROM notebooks n
-         WHERE n.user_id = $1 AND n.updated_at > {_HORIZON}
+         WHERE n.user_id = $1 AND n.deleted_at IS NULL AND n.updated_at > {_HORIZON}
            AND (n.updated_at, n.id) > ($5::timestamptz, $6::text)
          ORDER BY n.updated_at, n.id
          LIMIT $7)
@@ -297,10 +320,19 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {_HORIZON} AS horizon, p.pha
  WHERE u.id = $1
  ORDER BY p.phase, p.k
 """
-STATE = (
-    f"SELECT {select_list(NotebookState, 'n', has_cell=_has_cell('$3'))}"
-    f" FROM notebooks n WHERE {OWNED}"
-)
+# The user's trash, most recently deleted first (the partial index notebooks_trash).
+TRASH = f"""
+SELECT {select_list(TrashedNotebook, "n")}
+  FROM notebooks n
+ WHERE n.user_id = $1 AND n.deleted_at IS NOT NULL
+ ORDER BY n.deleted_at DESC, n.id
+"""
+STATES = {
+    scope: f"SELECT {select_list(NotebookState, 'n', has_cell=_has_cell('$3'))}"
+    f" FROM notebooks n WHERE {owned}"
+    for scope, owned in SCOPES.items()
+}
+STATE = STATES["live"]
 IDENTITY = f"SELECT {select_list(NotebookIdentity, 'n')} FROM notebooks n WHERE n.id = $1"
 
 # -- statements: creating ----------------------------------------------------------------
@@ -421,11 +453,33 @@ REMOVE_CELL = _change(
 DELETE_RUN = "DELETE FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
 # The row goes, and its events with it (ON DELETE CASCADE): no event can record
 # it; the wake-up (the seq after the last) tells listeners to look again.
-DELETE_NOTEBOOK = f"""
+# To the trash and back: one more revision and event each (SPEC §13).
+TRASH_NOTEBOOK = _change("deleted_at = now()", op="trash", data="'{}'::jsonb")
+UNTRASH_NOTEBOOK = _change("deleted_at = NULL", op="untrash", data="'{}'::jsonb", owned=TRASHED)
+# For good, live or trashed: its runs, search rows, events and checkpoints go by
+# their foreign keys' ON DELETE CASCADE, in the same statement.  No event can
+# record it; the wake-up (the seq after the last) tells listeners to look again.
+PURGE_NOTEBOOK = f"""
 WITH gone AS (
-    DELETE FROM notebooks n WHERE {OWNED} AND {PRECONDITION} RETURNING n.id, n.revision, n.seq
+    DELETE FROM notebooks n WHERE {OWNED_ANYWHERE} AND {PRECONDITION}
+    RETURNING n.id, n.revision, n.seq
 )
 SELECT revision, seq, {NOTIFY.format(seq="seq + 1", notebook_id="id")} FROM gone
+"""
+# Every notebook trashed over $1 days ago (the database's clock, which set
+# deleted_at), at most $2 of them: the purge's batch.  The rows are locked in
+# the subquery, so a notebook restored meanwhile (which no longer matches once
+# its restore commits) is left alone, and one being restored right now is
+# skipped rather than waited for.
+PURGE_TRASHED = """
+DELETE FROM notebooks
+ WHERE id IN (SELECT id FROM notebooks
+               WHERE deleted_at IS NOT NULL
+                 AND deleted_at < now() - make_interval(days => $1::int)
+               ORDER BY deleted_at
+               LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+RETURNING id
 """
 # Upsert a cell's run state ($3… its fields, then the event's data); the notebook's
 # revision stays as it is, its seq goes up by one for the ``outputs`` event.  The
@@ -518,10 +572,20 @@ async def page(conn: asyncpg.Connection, user_id: UUID, at: Position, limit: int
     return Page(bool(records[0][0]), records[0][1], rows[: limit + 1])
 
 
+async def trash(conn: asyncpg.Connection, user_id: UUID) -> list[TrashedNotebook]:
+    """The user's trashed notebooks, most recently deleted first."""
+    return [TrashedNotebook(*record) for record in await conn.fetch(TRASH, user_id)]
+
+
 async def state(
-    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, cell_id: str | None = None
+    conn: asyncpg.Connection,
+    notebook_id: str,
+    user_id: UUID,
+    cell_id: str | None = None,
+    scope: Scope = "live",
 ) -> NotebookState | None:
-    record = await conn.fetchrow(STATE, notebook_id, user_id, cell_id)
+    """What a refused change is explained from; ``scope``: where the change looked."""
+    record = await conn.fetchrow(STATES[scope], notebook_id, user_id, cell_id)
     return None if record is None else NotebookState(*record)
 
 
@@ -572,11 +636,30 @@ async def set_connection(
     return await _run_change(conn, SET_CONNECTION, notebook_id, user_id, pre, token, shown)
 
 
-async def delete(
+async def move_to_trash(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, pre: Precondition
 ) -> Changed | None:
-    """Delete the notebook (its runs, search rows and events go with it); what it had."""
-    return await _run_change(conn, DELETE_NOTEBOOK, notebook_id, user_id, pre)
+    """Move the live notebook to the trash (event ``trash``)."""
+    return await _run_change(conn, TRASH_NOTEBOOK, notebook_id, user_id, pre)
+
+
+async def restore_from_trash(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, pre: Precondition
+) -> Changed | None:
+    """Bring the trashed notebook back as it was (event ``untrash``)."""
+    return await _run_change(conn, UNTRASH_NOTEBOOK, notebook_id, user_id, pre)
+
+
+async def purge(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, pre: Precondition
+) -> Changed | None:
+    """Delete the notebook for good, live or trashed, with all of it; what it had."""
+    return await _run_change(conn, PURGE_NOTEBOOK, notebook_id, user_id, pre)
+
+
+async def purge_trashed(conn: asyncpg.Connection, days: int, limit: int) -> list[str]:
+    """Delete for good at most ``limit`` notebooks trashed over ``days`` days ago; their ids."""
+    return [record[0] for record in await conn.fetch(PURGE_TRASHED, days, limit)]
 
 
 async def insert_cell(

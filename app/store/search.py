@@ -1,7 +1,10 @@
 """Search over one user's notebooks (SPEC §6): one statement per search, built from clauses.
 
-Every statement keeps to ``user_id = $1``; the other conditions are the
-ones the GIN indexes serve.  Code is indexed per cell, in ``cell_search``
+Every statement keeps to ``user_id = $1`` and to live notebooks
+(``deleted_at IS NULL``: the trash is searched by nobody, SPEC §13; the GIN
+indexes on ``notebooks`` are partial on that predicate, and ``cell_search``
+holds no trashed notebook's cells); the other conditions are the ones the
+GIN indexes serve.  Code is indexed per cell, in ``cell_search``
 (kept by triggers from the cells document, so that an edit re-indexes one
 cell, not the notebook; its rows carry the owner, which leads its GIN indexes
 where the server has btree_gin); names and the cells document are indexed on
@@ -186,7 +189,7 @@ _SEARCH = """
 WITH hits AS MATERIALIZED (
     SELECT n.id, n.name, n.cells, n.updated_at, {rank} AS rank
       FROM {source}
-     WHERE n.user_id = $1{where}
+     WHERE n.user_id = $1 AND n.deleted_at IS NULL{where}
 )
 SELECT {columns}
   FROM (SELECT * FROM hits ORDER BY rank DESC, updated_at DESC, id LIMIT $2) AS n
@@ -227,7 +230,7 @@ _MATCHED = """(SELECT id, sum(text_rank) AS text_rank, bool_or(code_substring) A
                UNION ALL
                SELECT m.id, 0, false
                  FROM notebooks m
-                WHERE m.user_id = $1 AND ({name_hit})) AS matched
+                WHERE m.user_id = $1 AND m.deleted_at IS NULL AND ({name_hit})) AS matched
         GROUP BY id) AS h
       JOIN notebooks n ON n.id = h.id"""
 

@@ -10,14 +10,36 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
 from app import __version__
+from app.replicas.tokens import format_lsn
 from app.system.openapi import DOCS_PATH, DOCUMENT_PATH
 from app.system.outage import RETRY_AFTER_SECONDS
 from app.system.services import HealthService
 
 
-class Health(msgspec.Struct, frozen=True):
+class ReplicaHealth(msgspec.Struct, frozen=True):
+    """One replica (``DATABASE_REPLICA_URLS``) as the monitor last saw it."""
+
+    name: Annotated[str, msgspec.Meta(description="`host:port/database` (no credentials).")]
+    status: Annotated[
+        Literal["healthy", "lagging", "down"],
+        msgspec.Meta(
+            description="`healthy`: serves reads; `lagging`: more than "
+            "`REPLICA_MAX_LAG_SECONDS` behind; `down`: does not answer."
+        ),
+    ]
+    lag_seconds: Annotated[
+        float | None, msgspec.Meta(description="How old its data is; null while down.")
+    ]
+    replayed: Annotated[
+        str | None, msgspec.Meta(description="The WAL position it has replayed, e.g. `0/3000148`.")
+    ]
+
+
+class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     status: Literal["healthy", "unhealthy"]
     database: Literal["connected", "disconnected"]
+    # Present when replicas are configured; a replica's state never makes this 503.
+    replicas: list[ReplicaHealth] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ServiceIndex(msgspec.Struct, frozen=True):
@@ -66,11 +88,27 @@ class SystemController(Controller):
         },
     )
     async def health(self, health: NamedDependency[HealthService]) -> Response[Health]:
-        """Whether this instance can reach its database (200), or not (503)."""
+        """Whether this instance can reach its database (200), or not (503); its replicas."""
+        replicas = _replicas(health)
         if await health.database_reachable():
-            return Response(Health(status="healthy", database="connected"))
+            return Response(Health(status="healthy", database="connected", replicas=replicas))
         return Response(
-            Health(status="unhealthy", database="disconnected"),
+            Health(status="unhealthy", database="disconnected", replicas=replicas),
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+
+
+def _replicas(health: HealthService) -> list[ReplicaHealth] | msgspec.UnsetType:
+    replicas = health.replicas()
+    if replicas is None:
+        return msgspec.UNSET
+    return [
+        ReplicaHealth(
+            name=replica.name,
+            status=replica.status,
+            lag_seconds=None if replica.lag is None else round(replica.lag, 3),
+            replayed=format_lsn(replica.replayed) if replica.replayed else None,
+        )
+        for replica in replicas
+    ]

@@ -12,12 +12,25 @@ from app.system.outage import DATABASE, is_unreachable
 if TYPE_CHECKING:
     from piccolo.engine.postgres import PostgresEngine
 
+    from app.replicas.replicaset import Replica, ReplicaSet
+
 
 class HealthService:
-    def __init__(self, engine: PostgresEngine, timeout: float) -> None:
+    def __init__(
+        self, engine: PostgresEngine, timeout: float, replicas: ReplicaSet | None = None
+    ) -> None:
         self.engine = engine
         self.timeout = timeout
+        self.replica_set = replicas
         self._probe: asyncio.Task[bool] | None = None
+
+    def replicas(self) -> list[Replica] | None:
+        """The configured replicas as the monitor last saw them (None: none configured).
+
+        Read from memory, never probed here: the monitor checks them once a second,
+        and a replica's state never makes the instance unhealthy (the primary serves).
+        """
+        return None if self.replica_set is None else list(self.replica_set.replicas)
 
     async def database_reachable(self) -> bool:
         """Whether ``SELECT 1`` through the pool succeeds within the deadline.

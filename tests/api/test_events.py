@@ -254,9 +254,18 @@ async def test_the_admins_rename_is_an_admin_event(client: Any) -> None:
     assert await notebook_seq(notebook_id) == 3
 
 
-async def test_deleting_a_notebook_takes_its_events(client: Any) -> None:
+async def test_trash_and_restore_are_events_and_purging_takes_them_all(client: Any) -> None:
     headers, notebook_id, _, _ = await _setup(client)
+    before = await events(notebook_id)
     response = await client.delete(f"/notebooks/{notebook_id}", headers=headers)
+    assert response.status_code == 200
+    response = await client.post(f"/notebooks/{notebook_id}/restore", headers=headers)
+    assert response.status_code == 200
+    log = await events(notebook_id)
+    assert [(e["op"], e["data"]) for e in log[len(before) :]] == [("trash", {}), ("untrash", {})]
+    assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+    assert int(response.headers["Cellar-Seq"]) == len(log)
+    response = await client.delete(f"/notebooks/{notebook_id}?purge=true", headers=headers)
     assert response.status_code == 200
     assert await events(notebook_id) == []
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from app.database import connection, listen_config
-from app.errors import NotFound
+from app.errors import Gone, NotFound
 from app.realtime.hub import Hub, Subscriber
 from app.realtime.listener import Listener
-from app.realtime.services import RealtimeService, SincePruned
+from app.realtime.services import RealtimeService
 from app.store import events as events_store
 from app.store import realtime as realtime_store
 from tests.helpers import new_user_headers
@@ -270,7 +270,7 @@ async def test_where_a_subscription_starts(client: httpx.AsyncClient, settings: 
             base + 3,
         )
     assert (await service.position(user_id, notebook_id, base + 3)).position == base + 3
-    with pytest.raises(SincePruned) as pruned:
+    with pytest.raises(Gone) as pruned:
         await service.position(user_id, notebook_id, base + 2)
     assert pruned.value.body()["oldest_seq"] == base + 4
     assert pruned.value.status_code == 410

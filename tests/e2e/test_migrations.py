@@ -196,6 +196,14 @@ def assert_full_schema(url: str) -> None:
     runs = indexes.get("cell_runs_notebook_cell", "")
     assert runs.startswith("CREATE UNIQUE INDEX"), runs
 
+    # The trash (SPEC §13): the column, its index, and search indexes of live notebooks only.
+    assert found["columns"].get(("notebooks", "deleted_at")) == "timestamp with time zone"
+    assert "WHERE (deleted_at IS NOT NULL)" in indexes.get("notebooks_trash", "")
+    for name in ("notebooks_name_tsv", "notebooks_cells_path_ops"):
+        assert "WHERE (deleted_at IS NULL)" in indexes[name], indexes[name]
+    if "notebooks_name_trgm" in indexes:
+        assert "WHERE (deleted_at IS NULL)" in indexes["notebooks_name_trgm"]
+
     for column, data_type in IPYNB_COLUMNS.items():
         assert found["columns"].get(column) == data_type, (column, found["columns"].get(column))
     imported = indexes.get("notebooks_ipynb_sha256", "")

@@ -376,3 +376,35 @@ async def test_a_database_restart_loses_and_repeats_nothing(
             with pytest.raises(TimeoutError):  # and none twice
                 await asyncio.wait_for(next_event(socket), 2.5)
     assert "listening again" in server.output(), server.tail()
+
+
+async def test_a_notebook_sent_to_the_trash_closes_its_subscribers_with_4404(
+    servers: tuple[CellarServer, CellarServer],
+) -> None:
+    first, second = servers
+    async with httpx.AsyncClient(base_url=first.url, timeout=WAIT) as http:
+        account = await Account.new(http)
+        async with connect(
+            ws_url(second.url, account.notebook_id),
+            subprotocols=["bearer", account.token],  # type: ignore[list-item]
+        ) as socket:
+            await asyncio.sleep(0.3)
+            trashed = await http.delete(
+                f"/notebooks/{account.notebook_id}", headers=account.headers
+            )
+            assert trashed.status_code == 200, trashed.text
+            assert (await next_event(socket))["op"] == "trash"
+            with pytest.raises(ConnectionClosed):
+                await next_event(socket)
+            assert socket.close_code == 4404
+        # And a trashed notebook cannot be followed: 4404 / 404.
+        url = ws_url(second.url, account.notebook_id)
+        assert (await close_code(url, subprotocols=["bearer", account.token]))[0] == 4404
+        restored = await http.post(
+            f"/notebooks/{account.notebook_id}/restore", headers=account.headers
+        )
+        assert restored.status_code == 200, restored.text
+        ticket = await account.ticket(http)
+        async with connect(url + f"?ticket={ticket}&since={account.seq}") as socket:
+            ops = [(await next_event(socket))["op"] for _ in range(2)]
+            assert ops == ["trash", "untrash"]

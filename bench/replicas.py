@@ -1,0 +1,291 @@
+"""What read replicas cost (issue 18): the primary-only path, and a read with a token.
+
+What it measures
+----------------
+1. **The routing on the primary-only path.**  ``GET /notebooks/{id}`` and
+   ``GET /notebooks`` on two ``cellar serve`` processes over the same
+   database: one with ``DATABASE_REPLICA_URLS`` empty (``none``), one with it
+   set to the primary itself (``self``: every read goes through the seam, the
+   replica set and a second pool, to the same server).  The goal: within noise.
+2. **A read with a token the replica has passed.**  On a third process whose
+   replica is a real hot standby (``standby``): each iteration renames the
+   notebook (its answer's ``Cellar-Consistency`` token), waits until the
+   standby has replayed past the token (asked of the standby directly), then
+   times ``GET /notebooks/{id}`` with the token (the seam asks the standby how
+   far it is: one more round trip, unless the monitor saw it pass in the
+   meantime) and, right after, the same GET without a token.  The goal: the
+   difference of the medians < 0.3 ms.
+
+How
+---
+A primary and a hot standby made as the tests make them (``tests/replicas.py``:
+Debian's ``initdb``, ``pg_basebackup -R``), a database ``cellar`` migrated
+with ``piccolo migrations forwards all``, the three servers started here
+(``--workers 1 --no-access-log --log-level warning``), one keep-alive httpx
+client per server, requests strictly one after another, each timed with
+``time.perf_counter`` from send to fully-read answer.  The servers take turns
+within each of ``--rounds`` rounds so machine noise lands on all alike.
+Everything is stopped and deleted at the end.  Prints a table; ``--json PATH``
+writes the figures::
+
+    python bench/replicas.py
+    python bench/replicas.py --rounds 3 --requests 200 --json /tmp/replicas.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import httpx
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import free_port  # noqa: E402
+from tests.replicas import Pair, running_pair, why_unavailable  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+CELLS = 20
+NOTEBOOKS = 20
+
+
+def _executable(name: str) -> str:
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+@contextmanager
+def serve(env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in the finally below)
+    process = subprocess.Popen(
+        [
+            _executable("cellar"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"cellar serve did not start: {log.read().decode()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "median_ms": statistics.median(values) * 1000,
+        "p90_ms": percentile(values, 0.9) * 1000,
+        "p99_ms": percentile(values, 0.99) * 1000,
+    }
+
+
+def timed(http: httpx.Client, url: str, headers: dict[str, str]) -> float:
+    started = time.perf_counter()
+    answer = http.get(url, headers=headers)
+    elapsed = time.perf_counter() - started
+    if answer.status_code != 200:
+        raise RuntimeError(f"GET {url}: {answer.status_code} {answer.text[:200]}")
+    return elapsed
+
+
+class Standby:
+    """One connection to the standby, kept open, asked how far it has replayed."""
+
+    def __init__(self, pair: Pair) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.connection = self.loop.run_until_complete(asyncpg.connect(pair.standby_url))
+
+    def replayed(self) -> int:
+        value: int = self.loop.run_until_complete(
+            self.connection.fetchval("SELECT pg_last_wal_replay_lsn()")
+        )
+        return value
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.connection.close())
+        self.loop.close()
+
+
+def lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def seed(http: httpx.Client) -> tuple[dict[str, str], str]:
+    email = f"bench-{secrets.token_hex(4)}@example.com"
+    credentials = {"email": email, "password": "correct horse battery"}
+    http.post("/auth/register", json=credentials).raise_for_status()
+    token = http.post("/auth/token", json=credentials).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    http.get("/notebooks", headers=headers).raise_for_status()
+    ids = []
+    for i in range(NOTEBOOKS):
+        created = http.post("/notebooks", json={"name": f"bench {i}"}, headers=headers)
+        ids.append(created.json()["notebook_id"])
+    for c in range(CELLS):
+        code = f"value_{c} = value_{c - 1} + 1 if {c} else 0\nprint(value_{c})\n"
+        http.post(
+            f"/notebooks/{ids[0]}/cells", json={"type": "python", "code": code}, headers=headers
+        ).raise_for_status()
+    return headers, ids[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=300, help="per server, op and round")
+    parser.add_argument("--token-reads", type=int, default=300, help="per round")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    reason = why_unavailable()
+    if reason is not None:
+        sys.exit(f"bench/replicas.py: {reason}")
+
+    with ExitStack() as stack:
+        pair = stack.enter_context(running_pair())
+        asyncio.run(_create_database(pair.primary_url))
+        primary = pair.url(pair.primary_port, "cellar")
+        standby = pair.url(pair.standby_port, "cellar")
+        base = {
+            **os.environ,
+            "DATABASE_URL": primary,
+            "APP_SECRET_KEY": secrets.token_urlsafe(48),
+            "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "DATABASE_REPLICA_URLS": "",
+        }
+        migrated = subprocess.run(
+            [_executable("piccolo"), "migrations", "forwards", "all"],
+            env=base,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if migrated.returncode != 0:
+            sys.exit(migrated.stdout + migrated.stderr)
+        urls = {
+            "none": stack.enter_context(serve(base)),
+            "self": stack.enter_context(serve({**base, "DATABASE_REPLICA_URLS": primary})),
+            "standby": stack.enter_context(serve({**base, "DATABASE_REPLICA_URLS": standby})),
+        }
+        clients = {
+            name: stack.enter_context(httpx.Client(base_url=url)) for name, url in urls.items()
+        }
+        headers, notebook_id = seed(clients["none"])
+        asyncio.run(pair.caught_up())
+        standby = Standby(pair)
+        stack.callback(standby.close)
+        ops = {"get": f"/notebooks/{notebook_id}", "list": "/notebooks"}
+        figures: dict[str, list[float]] = {}
+        with_token: list[float] = []
+        without_token: list[float] = []
+        for name in urls:  # warm-up
+            for path in ops.values():
+                for _ in range(50):
+                    timed(clients[name], path, headers)
+        for round_number in range(args.rounds):
+            order = ["none", "self"] if round_number % 2 == 0 else ["self", "none"]
+            for op, path in ops.items():
+                for name in order:
+                    figures.setdefault(f"{op} {name}", []).extend(
+                        timed(clients[name], path, headers) for _ in range(args.requests)
+                    )
+            http = clients["standby"]
+            for i in range(args.token_reads):
+                saved = http.put(
+                    f"/notebooks/{notebook_id}/name", json={"name": f"r{i}"}, headers=headers
+                )
+                token = saved.headers["cellar-consistency"]
+                while standby.replayed() < lsn(token):
+                    time.sleep(0.0005)
+                url = ops["get"]
+                passed = {**headers, "Cellar-Consistency": token}
+                if i % 2 == 0:  # each first as often as second
+                    with_token.append(timed(http, url, passed))
+                    without_token.append(timed(http, url, headers))
+                else:
+                    without_token.append(timed(http, url, headers))
+                    with_token.append(timed(http, url, passed))
+
+    report: dict[str, Any] = {name: summary(values) for name, values in figures.items()}
+    report["get standby, token passed"] = summary(with_token)
+    report["get standby, no token"] = summary(without_token)
+    print(f"{'measurement':32} {'n':>6} {'median ms':>10} {'p90 ms':>8} {'p99 ms':>8}")
+    for name, values in report.items():
+        print(
+            f"{name:32} {values['n']:>6} {values['median_ms']:>10.3f}"
+            f" {values['p90_ms']:>8.3f} {values['p99_ms']:>8.3f}"
+        )
+    for op in ops:
+        ratio = report[f"{op} self"]["median_ms"] / report[f"{op} none"]["median_ms"]
+        print(f"{op}: replicas set to the primary / none = {ratio:.3f} (median)")
+    added = (
+        report["get standby, token passed"]["median_ms"]
+        - report["get standby, no token"]["median_ms"]
+    )
+    print(f"a read with a passed token adds {added:.3f} ms (median; goal < 0.3 ms)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+async def _create_database(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("CREATE DATABASE cellar")
+    finally:
+        await connection.close()
+
+
+if __name__ == "__main__":
+    main()
