@@ -132,8 +132,8 @@ class Subscriber:
             self.position = event.seq
             REALTIME_LAG.observe(max(0.0, time.time() - event.at.timestamp()))
             yield event
-            if event.op == "trash":
-                self.close(CLOSE_NOT_FOUND, "the notebook went to the trash")
+            if event.op == "trash" and not self._queue:
+                self._trashed()
 
     async def _read(self, fetch: Fetch, upto: int | None) -> AsyncIterator[Event]:
         """Events after ``position`` from the table, up to ``upto`` (None: all there are)."""
@@ -148,11 +148,15 @@ class Subscriber:
                     return
                 self.position = event.seq
                 yield event
-                if event.op == "trash":
-                    self.close(CLOSE_NOT_FOUND, "the notebook went to the trash")
-                    return
             if len(page) < PAGE:
+                # The last event there is: a notebook now in the trash is followed no more
+                # (a trash followed by its untrash is history like any other).
+                if page and page[-1].op == "trash" and upto is None:
+                    self._trashed()
                 return
+
+    def _trashed(self) -> None:
+        self.close(CLOSE_NOT_FOUND, "the notebook went to the trash")
 
 
 class Topic:
