@@ -28,6 +28,7 @@ from app.cursors import Cursors
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
 from app.history.controllers import HistoryController
+from app.history.retention import prune_history
 from app.history.services import HistoryService
 from app.ipynb.controllers import IpynbController
 from app.ipynb.services import IpynbService
@@ -90,7 +91,14 @@ def create_app(settings: Settings) -> Litestar:
     admin = cast("ASGIApp", build_admin(settings))
     observability = Observability(settings, __version__)
     # Once a day, one instance at a time (app.system.daily); each also a `cellar` command.
-    daily = DailyJobs({"purge-trash": lambda: purge_trash(settings.trash_retention_days)})
+    daily = DailyJobs(
+        {
+            "purge-trash": lambda: purge_trash(settings.trash_retention_days),
+            "prune-history": lambda: prune_history(
+                settings.history_retention_days, settings.history_keep_last
+            ),
+        }
+    )
 
     # The scope is not copied: the admin puts the full path back for the access log.
     @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=False)

@@ -66,7 +66,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_cell_outputs_bytes: PositiveInt = 16 * MIB
     # Exports kept per process while their notebook is unchanged (app.ipynb.cache); 0: none.
     ipynb_export_cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * MIB
+    # Encoded GET /notebooks/{id} answers kept per process, each valid at its notebook's
+    # seq only (app.notebooks.read_cache); 0: none, every read is a full read.
+    read_cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * MIB
     health_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.5
+    # The event log's retention (SPEC §11, docs/history.md): `cellar prune-history` and the
+    # service's daily run remove events older than this many days (0: any age), but never
+    # a notebook's last HISTORY_KEEP_LAST.
+    history_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 90
+    history_keep_last: Annotated[int, msgspec.Meta(ge=1, le=2**62)] = 1000
     # Days a notebook stays in the trash before the daily purge deletes it for good
     # (SPEC §13; `cellar purge-trash`); 0: the next purge takes everything in the trash.
     trash_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 30

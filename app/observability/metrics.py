@@ -161,6 +161,20 @@ REALTIME_LAG = Histogram(
     buckets=LAG_BUCKETS,
 )
 
+# -- read cache (app.notebooks.read_cache) ----------------------------------------------
+
+READ_CACHE_READS = Counter(
+    "cellar_read_cache_reads",
+    "GET /notebooks/{id} reads by what the read cache did: hit (kept bytes sent), stale "
+    "(kept at an older seq: read in full), miss (none kept: read in full).",
+    ["result"],
+)
+READ_CACHE_SIZE = Gauge(
+    "cellar_read_cache_bytes",
+    "Bytes the read cache holds (answers plus per-entry overhead), against READ_CACHE_BYTES.",
+    multiprocess_mode="livesum",
+)
+
 # -- imports ----------------------------------------------------------------------------
 
 IMPORTS = Counter(
