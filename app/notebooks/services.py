@@ -373,9 +373,8 @@ class NotebookService:
         )
 
     async def trash(self, user_id: UUID) -> TrashList:
-        """The user's trashed notebooks, most recently deleted first."""
-        async with connection() as conn:
-            return TrashList(notebooks=await store.trash(conn, user_id))
+        """The user's trashed notebooks, most recently deleted first (a replica may answer)."""
+        return TrashList(notebooks=await read(lambda conn: store.trash(conn, user_id)))
 
     async def restore_from_trash(
         self, user_id: UUID, notebook_id: str, pre: Precondition
