@@ -14,6 +14,7 @@ from typing import Annotated, Any, cast
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
+from litestar.enums import MediaType
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
@@ -21,6 +22,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 from app.auth.guards import AuthUser
 from app.cursors import MAX_CURSOR_LENGTH
 from app.errors import InvalidInput, NotFound
+from app.history.schemas import MergeConflict
 from app.ipynb.controllers import IpynbAnswer, ipynb_response, wants_ipynb
 from app.ipynb.services import IpynbService
 from app.notebooks.graph import Graph
@@ -45,7 +47,7 @@ from app.notebooks.schemas import (
     TrashList,
 )
 from app.notebooks.services import NotebookService, Precondition
-from app.system.openapi import BEARER, error_responses
+from app.system.openapi import BEARER, error_response, error_responses
 
 # GET /notebooks/{id} answers JSON or .ipynb by Accept: caches must key on it.
 VARY = {"Vary": "Accept"}
@@ -251,7 +253,7 @@ class NotebookController(Controller):
             exported = await ipynb.export(current_user.id, notebook_id)
             # Documented by IpynbAnswer; Response[Notebook] documents the JSON answer.
             return cast("Response[Notebook]", ipynb_response(exported, VARY))
-        known = None
+        known, current = None, None
         if if_none_match is not None:
             tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
             known = known_revision(tags)
@@ -262,9 +264,15 @@ class NotebookController(Controller):
                     status_code=HTTP_304_NOT_MODIFIED,
                     headers={"ETag": etag(current.revision), **seq_header(current.seq), **VARY},
                 )
-        notebook, seq = await notebooks.get(current_user.id, notebook_id, known)
-        return Response(
-            notebook, headers={"ETag": etag(notebook.revision), **seq_header(seq), **VARY}
+        answer = await notebooks.encoded(current_user.id, notebook_id, known, current)
+        # Already encoded (maybe kept by the read cache): sent as it is.
+        return cast(
+            "Response[Notebook]",
+            Response(
+                answer.body,
+                media_type=MediaType.JSON,
+                headers={"ETag": etag(answer.revision), **seq_header(answer.seq), **VARY},
+            ),
         )
 
     @put(
@@ -392,7 +400,21 @@ class NotebookController(Controller):
         "/{notebook_id:str}/cells/{cell_id:str}",
         operation_id="updateCell",
         summary="Edit a cell's code",
-        responses=EDIT_ERRORS,
+        responses={
+            **EDIT_ERRORS,
+            409: error_response(
+                409,
+                "`expected_revision` is stale and the cell was changed or deleted since "
+                "(`conflicts`); nothing changed.",
+                MergeConflict,
+            ),
+            412: error_response(
+                412,
+                "`If-Match` is stale and the cell was changed or deleted since "
+                "(`conflicts`); nothing changed.",
+                MergeConflict,
+            ),
+        },
         response_headers=seq_header_spec(),
     )
     async def update_cell(
@@ -404,13 +426,19 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
     ) -> Response[CellSaved]:
-        """Replace a cell's code; the server recomputes its `reads` and `writes`."""
+        """Replace a cell's code; the server recomputes its `reads` and `writes`.
+
+        A stale `expected_revision` (or `If-Match`) still applies when nobody changed or
+        deleted this cell since that revision (`merged: true`); otherwise 409 (412) with
+        the `conflicts`.
+        """
         pre = Precondition(data.expected_revision, if_match)
         cell, edited = await notebooks.update_cell(
             current_user.id, notebook_id, cell_id, data.code, pre
         )
         return Response(
-            CellSaved(revision=edited.revision, cell=cell), headers=seq_header(edited.seq)
+            CellSaved(revision=edited.revision, cell=cell, merged=edited.merged),
+            headers=seq_header(edited.seq),
         )
 
     @delete(

@@ -40,6 +40,7 @@ from app.notebooks.connections import mask_password
 from app.notebooks.demo import load_demo
 from app.notebooks.events import outputs_event
 from app.notebooks.graph import CellDeps, Graph, build_graph
+from app.notebooks.read_cache import Answer, ReadCache
 from app.notebooks.schemas import (
     DEFAULT_PAGE,
     Cell,
@@ -50,8 +51,9 @@ from app.notebooks.schemas import (
     StoredCell,
     TrashList,
 )
+from app.observability.metrics import READ_CACHE_READS, READ_CACHE_SIZE
 from app.replicas.routing import read
-from app.store import checkpoints, users
+from app.store import checkpoints, events, users
 from app.store import notebooks as store
 from app.store.notebooks import (
     Changed,
@@ -80,6 +82,8 @@ __all__ = ["NotebookService", "Precondition", "explain", "purge_trash"]
 PURGE_BATCH = 200
 
 T = TypeVar("T")
+
+_HIT, _STALE, _MISS = (READ_CACHE_READS.labels(result) for result in ("hit", "stale", "miss"))
 
 
 class _Deps(msgspec.Struct, frozen=True):
@@ -134,6 +138,7 @@ class NotebookService:
         self.settings = settings
         self.cipher = cipher
         self.cursors = cursors or Cursors(settings.app_secret_key or "")
+        self.read_cache = ReadCache(settings.read_cache_bytes)
 
     # -- reading ---------------------------------------------------------------
 
@@ -179,13 +184,69 @@ class NotebookService:
         at = self.cursors.read(_list_scope(user_id), cursor, _ListCursor)
         return store.Position(moment(at.horizon), at.phase, moment(at.updated_at), at.id)
 
+    async def encoded(
+        self, user_id: UUID, notebook_id: str, known: int | None = None, at: Changed | None = None
+    ) -> Answer:
+        """``GET /notebooks/{id}``'s answer, encoded: the kept one while the seq holds.
+
+        One statement either way (``store.get_changed``): the notebook's
+        current seq, owner checked, and its full row only when the seq is not
+        the kept answer's; the same seq sends the kept bytes.  ``at``: the
+        revision and seq the caller read already (the 304 path), which may
+        spare the statement.  ``known`` as for ``get``.  See
+        ``app.notebooks.read_cache``.
+        """
+        _addressable(notebook_id)
+        cache = self.read_cache
+        kept = cache.kept_seq(notebook_id, user_id)
+        if kept is not None and at is not None and at.seq == kept:
+            answer = cache.get(notebook_id, user_id, kept)
+            if answer is not None:
+                _HIT.inc()
+                return answer
+        current = await read(
+            lambda conn: store.get_changed(conn, notebook_id, user_id, kept),
+            fresh=lambda found: found is not None and (known is None or found.revision >= known),
+        )
+        if current is None:
+            raise NotFound("notebook not found")
+        if current.row is None:
+            answer = cache.get(notebook_id, user_id, current.seq)
+            if answer is not None:
+                _HIT.inc()
+                return answer
+            # Dropped or replaced since (another request, the realtime listener): read it.
+            current = await read(
+                lambda conn: store.get_changed(conn, notebook_id, user_id, None),
+                fresh=lambda found: (
+                    found is not None and (known is None or found.revision >= known)
+                ),
+            )
+            if current is None:
+                raise NotFound("notebook not found")
+        assert current.row is not None  # asked with no seq kept: the row comes
+        if cache.enabled:
+            (_MISS if kept is None else _STALE).inc()
+        row = current.row
+        answer = Answer(ENCODE(self._notebook(row)), row.revision, row.seq)
+        if cache.enabled:
+            cache.put(notebook_id, user_id, answer)
+            READ_CACHE_SIZE.set(cache.size)
+        return answer
+
     async def get(
         self, user_id: UUID, notebook_id: str, known: int | None = None
     ) -> tuple[Notebook, int]:
         """The notebook as GET shows it, and its seq (``Cellar-Seq``).
 
         ``known``: a revision the client holds (its ``If-None-Match``): never answer older.
+        Always a full read (``encoded`` is GET's, through the read cache).
         """
+        row = await self._row(user_id, notebook_id, known)
+        return self._notebook(row), row.seq
+
+    async def _row(self, user_id: UUID, notebook_id: str, known: int | None) -> store.NotebookRow:
+        """GET's full read, from a replica when one may answer (app.replicas.routing)."""
         _addressable(notebook_id)
         row = await read(
             lambda conn: store.get(conn, notebook_id, user_id),
@@ -193,14 +254,16 @@ class NotebookService:
         )
         if row is None:
             raise NotFound("notebook not found")
-        return self.shown(row), row.seq
+        return row
 
     def shown(self, row: NotebookRow) -> Notebook:
-        """A stored notebook (or checkpoint of one) as the API shows it."""
+        """A stored notebook (or a checkpoint of one) as the API shows it."""
+        return self._notebook(row)
+
+    def _notebook(self, row: store.NotebookRow) -> Notebook:
+        """The stored row with each cell's run state merged in and the password masked."""
         runs = {run.cell_id: run for run in row.runs}
-        cells = []
-        for stored in _CELLS.decode(row.cells):
-            cells.append(_merge(stored, runs.get(stored.id)))
+        cells = [_merge(stored, runs.get(stored.id)) for stored in _CELLS.decode(row.cells)]
         return Notebook(
             id=row.id,
             name=row.name,
@@ -318,9 +381,8 @@ class NotebookService:
         )
 
     async def trash(self, user_id: UUID) -> TrashList:
-        """The user's trashed notebooks, most recently deleted first."""
-        async with connection() as conn:
-            return TrashList(notebooks=await store.trash(conn, user_id))
+        """The user's trashed notebooks, most recently deleted first (a replica may answer)."""
+        return TrashList(notebooks=await read(lambda conn: store.trash(conn, user_id)))
 
     async def restore_from_trash(
         self, user_id: UUID, notebook_id: str, pre: Precondition
@@ -371,6 +433,10 @@ class NotebookService:
     ) -> tuple[Cell, EditedCell]:
         """The hot path (every save of the editor): one conditional UPDATE, one round trip.
 
+        A stale revision is not the end (SPEC §11): ``_merge_stale_edit``
+        applies the edit anyway when nobody touched this cell since
+        (``merged`` in the answer), else 409/412 with the conflicting events.
+
         The analysis depends on the cell's type, which only the row knows:
         the code is analysed for every type up front (microseconds, against
         a round trip) and the statement merges the one matching the type it
@@ -378,12 +444,17 @@ class NotebookService:
         """
         self._check_code(code)
         edits = ENCODE(code_edits(code)).decode()
+
+        async def merge(conn: asyncpg.Connection) -> EditedCell:
+            return await _merge_stale_edit(conn, user_id, notebook_id, cell_id, pre, edits)
+
         edited = await _change(
             lambda conn: store.edit_code(conn, notebook_id, user_id, pre, cell_id, edits),
             user_id,
             notebook_id,
             pre,
             cell_id,
+            refused=None if pre == Precondition() else merge,
         )
         return _merge(_CELL.decode(edited.cell), edited.run), edited
 
@@ -488,6 +559,7 @@ async def _change(
     *,
     then: Callable[[int], CellarError | None] | None = None,
     atomic: bool = False,
+    refused: Callable[[asyncpg.Connection], Awaitable[T]] | None = None,
     scope: Scope = "live",
 ) -> T:
     """Run one change of a notebook (one store function); when refused, raise why.
@@ -495,13 +567,77 @@ async def _change(
     ``atomic``: the store function sends more than one statement, so they run
     in a transaction (a single statement is one by itself).  ``scope``: where
     the change looks for the notebook (live ones unless it is the trash's).
+    ``refused``: what to try instead when the statement matched no row (the
+    merge of a stale code edit), on the same connection; it answers or raises.
     """
     _addressable(notebook_id, *(() if cell_id is None else (cell_id,)))
     async with transaction() if atomic else connection() as conn:
         result = await attempt(conn)
         if result is None:
+            if refused is not None:
+                return await refused(conn)
             await _refused(conn, user_id, notebook_id, pre, cell_id, then, scope)
     return result
+
+
+async def _merge_stale_edit(
+    conn: asyncpg.Connection,
+    user_id: UUID,
+    notebook_id: str,
+    cell_id: str,
+    pre: Precondition,
+    edits: str,
+) -> EditedCell:
+    """A code edit refused on its revision: apply it if nobody touched the cell since (§11).
+
+    In one transaction holding the notebook's row (``FOR UPDATE``): no change
+    can commit between the check and the edit, on this instance or another.
+    The edit merges when the log after the client's revision holds no update
+    or deletion of the cell (nor a change of every cell: an import, a restore)
+    and is complete (still holds an event at or before that revision: older
+    ones may be pruned, and then nothing proves the cell untouched).  Else 409
+    (412 for ``If-Match``) with the events that touched it.
+    """
+    async with conn.transaction():
+        state = await store.lock(conn, notebook_id, user_id, cell_id)
+        if state is None:
+            raise NotFound("notebook not found")
+        stale = [v for v in (pre.body, pre.header) if v is not None and v != state.revision]
+        if not stale:  # refused for the cell, not the revision
+            error = explain(state, pre, cell_id)
+            if error is not None:
+                raise error
+            edited = await store.edit_code(conn, notebook_id, user_id, pre, cell_id, edits)
+            assert edited is not None  # the row is ours until commit
+            return edited
+        body_stale = pre.body is not None and pre.body != state.revision
+        conflict = RevisionConflict if body_stale else PreconditionFailed
+        detail = (
+            "expected_revision does not match"
+            if body_stale
+            else "If-Match does not match the current revision"
+        )
+        base = min(stale)
+        if base > state.revision:  # a revision the notebook never had: nothing to merge over
+            raise conflict(state.revision, detail)
+        complete, conflicts = await events.touching(conn, notebook_id, user_id, cell_id, base)
+        if conflicts:
+            raise conflict(
+                state.revision, f"{detail}: the cell was changed since revision {base}", conflicts
+            )
+        if not complete:
+            raise conflict(
+                state.revision,
+                f"{detail}: the history since revision {base} was pruned, so a merge "
+                "cannot be proven safe",
+                [],
+            )
+        if not state.has_cell:
+            raise NotFound("cell not found")
+        current = Precondition(state.revision)
+        edited = await store.edit_code(conn, notebook_id, user_id, current, cell_id, edits)
+        assert edited is not None  # the row is ours until commit
+        return msgspec.structs.replace(edited, merged=True)
 
 
 async def _refused(

@@ -84,7 +84,9 @@ class NotebookRow(msgspec.Struct, frozen=True):
     created_at: datetime
     updated_at: datetime
     cells: str
-    seq: int  # the seq of its last event (Cellar-Seq)
+    # The seq of its last event (Cellar-Seq), read in the same statement as the content:
+    # the read cache keeps the answer under it (app.notebooks.read_cache).
+    seq: int
     runs: list[RunState]  # last: built from the nested records (with_runs)
 
 
@@ -275,6 +277,17 @@ def _change(
 # -- statements: reading -----------------------------------------------------------------
 
 GET = f"SELECT {select_list(NotebookRow, 'n', runs=RUNS)} FROM notebooks n WHERE {OWNED}"
+# The read cache's read (app.notebooks.read_cache): the revision and seq, and GET's row
+# only when the seq is not $3 (the one of the answer kept; NULL: none kept).  One
+# primary-key lookup either way: when the seq matches, the lateral subquery yields no
+# row and nothing of the cells or run states is read, let alone turned into text.
+GET_CHANGED = f"""
+SELECT n.revision, n.seq, g.*
+  FROM notebooks n
+  LEFT JOIN LATERAL (SELECT {select_list(NotebookRow, "n", runs=RUNS)}
+                      WHERE n.seq IS DISTINCT FROM $3::bigint) AS g ON true
+ WHERE {OWNED}
+"""
 REVISION = f"SELECT n.revision, n.seq FROM notebooks n WHERE {OWNED}"
 CELLS = f"SELECT n.cells FROM notebooks n WHERE {OWNED}"
 # The first column says whether the user was provisioned; the rest are a
@@ -333,6 +346,8 @@ STATES = {
     for scope, owned in SCOPES.items()
 }
 STATE = STATES["live"]
+# The same, holding the row until the transaction ends (the merge of a stale code edit).
+LOCK = STATE + " FOR UPDATE OF n"
 IDENTITY = f"SELECT {select_list(NotebookIdentity, 'n')} FROM notebooks n WHERE n.id = $1"
 
 # -- statements: creating ----------------------------------------------------------------
@@ -524,6 +539,26 @@ async def get(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Note
     return None if record is None else with_runs(NotebookRow, record)
 
 
+class Current(NamedTuple):
+    """What ``get_changed`` found: the revision and seq, and the row unless the seq was known."""
+
+    revision: int
+    seq: int
+    row: NotebookRow | None
+
+
+async def get_changed(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, known_seq: int | None
+) -> Current | None:
+    """The notebook's revision and seq, with GET's row unless its seq is ``known_seq``."""
+    record = await conn.fetchrow(GET_CHANGED, notebook_id, user_id, known_seq)
+    if record is None:
+        return None
+    revision, seq, *fields = record
+    row = None if fields[0] is None else with_runs(NotebookRow, fields)
+    return Current(int(revision), int(seq), row)
+
+
 async def revision(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Changed | None:
     """The notebook's revision and seq, without reading it."""
     record = await conn.fetchrow(REVISION, notebook_id, user_id)
@@ -595,6 +630,14 @@ async def state(
 ) -> NotebookState | None:
     """What a refused change is explained from; ``scope``: where the change looked."""
     record = await conn.fetchrow(STATES[scope], notebook_id, user_id, cell_id)
+    return None if record is None else NotebookState(*record)
+
+
+async def lock(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, cell_id: str
+) -> NotebookState | None:
+    """The notebook's state, its row locked until the transaction ends (call it in one)."""
+    record = await conn.fetchrow(LOCK, notebook_id, user_id, cell_id)
     return None if record is None else NotebookState(*record)
 
 

@@ -1,0 +1,115 @@
+"""Encoded answers of ``GET /notebooks/{id}``, kept per process while the notebook's seq holds.
+
+Most reads of a notebook return exactly the bytes of the previous read, and
+the floor of a full read is PostgreSQL turning the stored JSON back into text
+(about three quarters of it for the 220 KB notebook).  Every change of a
+notebook, its outputs included, moves ``notebooks.seq`` (SPEC §11) in the
+transaction that makes it, so the answer read at seq ``s`` is the answer for
+as long as the notebook's seq is ``s``.  A read therefore looks up the current
+seq with one primary-key statement that also checks the owner (and, with
+``OWNED``, that the notebook is not trashed); when an entry of this process
+has that seq it sends the kept bytes, else it reads in full and keeps the
+answer under the seq read *in the same statement* as the content.
+
+Correct on every instance by construction: the entry is only a copy of what
+a full read at that seq gave, and it is used only when the database says that
+seq is still the current one, so no instance can send an older version than
+the database holds, and nothing has to tell an instance to forget an entry
+(the realtime listener may ``drop`` one early, to free its memory sooner; no
+answer depends on it).
+
+Bounded by ``READ_CACHE_BYTES`` (0: off): least recently used entries go
+first, sizes counted as the answer's bytes plus a fixed overhead per entry
+(``ENTRY_OVERHEAD``), so the bound holds for the process's memory, not only
+for the payloads (bench/read_cache_memory.py measures it).  The bytes are
+never copied: a hit hands the very ``bytes`` object to the response.
+"""
+
+from __future__ import annotations
+
+import sys
+from uuid import UUID
+
+import msgspec
+from cachetools import LRUCache
+
+# What an entry costs besides its answer's bytes: the key (a notebook id of up to
+# ~40 characters), the Answer struct, and the cache's own book-keeping (a slot in
+# its data and size dicts, a node of its LRU order).  Measured with tracemalloc
+# on CPython 3.11 (≈ 420 bytes), rounded up.
+ENTRY_OVERHEAD = 512
+
+
+class Answer(msgspec.Struct, frozen=True, gc=False):
+    """An encoded answer and what its headers say: the ETag's revision and Cellar-Seq."""
+
+    body: bytes
+    revision: int
+    seq: int
+
+
+class _Entry(msgspec.Struct, frozen=True, gc=False):
+    owner: UUID
+    answer: Answer
+
+
+def _size(entry: _Entry) -> int:
+    return sys.getsizeof(entry.answer.body) + ENTRY_OVERHEAD
+
+
+class ReadCache:
+    """The kept answers of one process, by notebook id; each one valid at its seq only."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        # maxsize must be positive for cachetools; a disabled cache is never written.
+        self._entries: LRUCache[str, _Entry] = LRUCache(max(max_bytes, 1), getsizeof=_size)
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    @property
+    def size(self) -> int:
+        """The bytes counted against the bound (answers plus per-entry overhead)."""
+        return int(self._entries.currsize)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def holds(self, notebook_id: str) -> bool:
+        """Whether an entry for the notebook is kept (at whatever seq, for whoever)."""
+        return notebook_id in self._entries
+
+    def kept_seq(self, notebook_id: str, owner: UUID) -> int | None:
+        """The seq of the answer kept for ``notebook_id`` and ``owner`` (None: none kept)."""
+        entry = self._entries.get(notebook_id)
+        return None if entry is None or entry.owner != owner else entry.answer.seq
+
+    def get(self, notebook_id: str, owner: UUID, seq: int) -> Answer | None:
+        """The answer kept for ``notebook_id`` if it was read at ``seq`` for ``owner``."""
+        entry = self._entries.get(notebook_id)
+        if entry is None or entry.answer.seq != seq or entry.owner != owner:
+            return None
+        return entry.answer
+
+    def put(self, notebook_id: str, owner: UUID, answer: Answer) -> None:
+        """Keep ``answer`` (read at ``answer.seq``), unless an entry of a later seq is kept.
+
+        Two requests that missed together may finish in either order: the one
+        that read the older seq must not replace the newer entry.
+        """
+        if not self.enabled:
+            return
+        kept = self._entries.get(notebook_id)
+        if kept is not None and kept.owner == owner and kept.answer.seq > answer.seq:
+            return
+        entry = _Entry(owner, answer)
+        if _size(entry) > self.max_bytes:
+            self._entries.pop(notebook_id, None)  # larger than the whole cache: not kept
+            return
+        self._entries[notebook_id] = entry
+
+    def drop(self, notebook_id: str) -> None:
+        """Forget the notebook's entry (the realtime listener heard of a change): memory only."""
+        self._entries.pop(notebook_id, None)

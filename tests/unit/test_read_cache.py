@@ -1,0 +1,76 @@
+"""ReadCache alone: keyed by notebook, valid at one seq for one owner, bounded by size."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+from app.notebooks.read_cache import ENTRY_OVERHEAD, Answer, ReadCache
+
+ALICE, BOB = uuid.uuid4(), uuid.uuid4()
+
+
+def answer(seq: int, size: int = 100, revision: int = 1) -> Answer:
+    return Answer(b"x" * size, revision, seq)
+
+
+def cost(size: int) -> int:
+    return sys.getsizeof(b"x" * size) + ENTRY_OVERHEAD
+
+
+def test_an_answer_is_used_only_at_its_seq_and_for_its_owner() -> None:
+    cache = ReadCache(10_000)
+    kept = answer(seq=7)
+    cache.put("nb", ALICE, kept)
+    assert cache.get("nb", ALICE, 7) is kept
+    assert cache.get("nb", ALICE, 8) is None
+    assert cache.get("nb", ALICE, 6) is None
+    assert cache.get("nb", BOB, 7) is None
+    assert cache.get("other", ALICE, 7) is None
+
+
+def test_an_older_read_does_not_replace_a_newer_entry() -> None:
+    cache = ReadCache(10_000)
+    cache.put("nb", ALICE, answer(seq=9))
+    cache.put("nb", ALICE, answer(seq=8))
+    assert cache.get("nb", ALICE, 9) is not None
+    cache.put("nb", ALICE, answer(seq=10))
+    assert cache.get("nb", ALICE, 9) is None
+    assert cache.get("nb", ALICE, 10) is not None
+
+
+def test_the_size_bound_holds_least_recently_used_first_out() -> None:
+    bound = 3 * cost(1000)
+    cache = ReadCache(bound)
+    for name in ("a", "b", "c"):
+        cache.put(name, ALICE, answer(1, 1000))
+    assert cache.size == bound and len(cache) == 3
+    assert cache.get("a", ALICE, 1) is not None  # a is now the most recently used
+    cache.put("d", ALICE, answer(1, 1000))
+    assert [cache.holds(name) for name in "abcd"] == [True, False, True, True]
+    assert cache.size <= bound
+    cache.put("e", ALICE, answer(1, 2500))  # needs two entries' room
+    assert cache.size <= bound
+    assert cache.holds("e") and not cache.holds("c")
+
+
+def test_an_answer_larger_than_the_bound_is_not_kept() -> None:
+    cache = ReadCache(cost(1000))
+    cache.put("nb", ALICE, answer(1, 1000))
+    cache.put("nb", ALICE, answer(2, 1001))
+    assert not cache.holds("nb") and cache.size == 0
+
+
+def test_zero_keeps_nothing() -> None:
+    cache = ReadCache(0)
+    assert not cache.enabled
+    cache.put("nb", ALICE, answer(1))
+    assert not cache.holds("nb") and len(cache) == 0
+
+
+def test_drop_forgets() -> None:
+    cache = ReadCache(10_000)
+    cache.put("nb", ALICE, answer(1))
+    cache.drop("nb")
+    cache.drop("never kept")
+    assert not cache.holds("nb") and cache.size == 0
