@@ -85,7 +85,8 @@ def gauge(metrics: str, name: str) -> float:
 
 
 def counter(metrics: str, result: str) -> float:
-    match = re.search(rf'^cellar_read_cache_reads_total{{result="{result}"}} (\S+)$', metrics, re.M)
+    series = f'cellar_read_cache_reads_total{{kind="notebook",result="{result}"}}'
+    match = re.search(rf"^{re.escape(series)} (\S+)$", metrics, re.M)
     return float(match.group(1)) if match else 0.0
 
 

@@ -511,6 +511,10 @@ def split_body(body: bytes, marker: bytes) -> tuple[bytes, bytes]:
     return prefix, suffix
 
 
+def auth_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def cellar_like(system: str, token: str, search_token: str, sizes: list[float]) -> list[Measure]:
     """The measures Cellar and the floor share (same routes, same bodies)."""
     auth = {"Authorization": f"Bearer {token}"}
@@ -829,6 +833,9 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
                 for m in cellar_like(CELLAR_NOCACHE, token, search_token, profile.sizes_mb)
                 if m.op in READ_CACHE_OPS
             ]
+            # The floor has no graph route: Cellar with and without the cache only.
+            graph = Load("GET", [f"/notebooks/{seed.BIG_ID}/graph"], auth_header(token))
+            measures += [Measure("graph", s, graph, 16) for s in (CELLAR, CELLAR_NOCACHE)]
         if with_jupyter:
             measures += jupyter_measures(profile.sizes_mb)
         if not args.only or args.only & {"ipynb_import", "ipynb_export"}:
@@ -905,6 +912,7 @@ OPS = {
     "update": "update one cell's code",
     "update_spread": "update one cell's code, 16 notebooks of one user",
     "mixed": "90 % GET, 10 % code updates, 16 notebooks of one user",
+    "graph": "GET the big notebook's graph",
     "list": "list notebooks (200)",
     "list_1": "list notebooks (200), 1 conn.",
     "edit_0mb": "code update, 0 MB outputs, 1 conn.",
@@ -920,7 +928,7 @@ OPS = {
 
 
 # What --read-cache measures on both Cellars.
-READ_CACHE_OPS = ("get", "update", "update_spread", "mixed")
+READ_CACHE_OPS = ("get", "update", "update_spread", "mixed", "graph")
 
 
 def medians(result: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:

@@ -31,18 +31,19 @@ from tests.api.test_notebooks import (
 COUNTER = "cellar_read_cache_reads_total"
 
 
-def reads(result: str) -> float:
-    return REGISTRY.get_sample_value(COUNTER, {"result": result}) or 0.0
+def reads(result: str, kind: str = "notebook") -> float:
+    return REGISTRY.get_sample_value(COUNTER, {"kind": kind, "result": result}) or 0.0
 
 
 class Counted:
-    """The cache's counters from now on."""
+    """The cache's counters (of one kind of answer) from now on."""
 
-    def __init__(self) -> None:
-        self.start = {result: reads(result) for result in ("hit", "stale", "miss")}
+    def __init__(self, kind: str = "notebook") -> None:
+        self.kind = kind
+        self.start = {result: reads(result, kind) for result in ("hit", "stale", "miss")}
 
     def __getitem__(self, result: str) -> float:
-        return reads(result) - self.start[result]
+        return reads(result, self.kind) - self.start[result]
 
 
 async def _read(client: Any, headers: dict[str, str], notebook_id: str) -> Any:
@@ -208,3 +209,36 @@ async def test_conditional_reads_are_unchanged(client: Any, tag: str) -> None:
     else:
         assert response.status_code == 200
         assert response.json() == body
+
+
+async def test_the_graph_is_kept_and_follows_every_change(client: Any) -> None:
+    headers, notebook_id, cell_id = await _setup(client)
+    url = f"/notebooks/{notebook_id}"
+    await client.put(f"{url}/cells/{cell_id}", json={"code": "x = 1"}, headers=headers)
+    second = (await add_cell(client, headers, notebook_id, code="y = x"))["id"]
+
+    async def graph() -> Any:
+        response = await client.get(f"{url}/graph", headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        return response
+
+    counted = Counted("graph")
+    first = await graph()
+    again = await graph()
+    assert (counted["miss"], counted["hit"]) == (1, 1)
+    assert again.content == first.content
+    assert first.json()["edges"] == [[cell_id, second]]
+    await client.put(f"{url}/cells/{second}", json={"code": "y = 2"}, headers=headers)
+    assert (await graph()).json()["edges"] == []
+    await write_outputs(client, headers, notebook_id, cell_id, stdout="ran")  # seq moves
+    assert (await graph()).json()["edges"] == []
+    assert counted["stale"] == 2
+    other = await fresh_user_headers(client)
+    assert (await client.get(f"{url}/graph", headers=other)).status_code == 404
+    async with connection() as conn:
+        await conn.execute(
+            "UPDATE notebooks SET cells = jsonb_set(cells, '{1,reads}', '[\"x\"]') WHERE id = $1",
+            notebook_id,
+        )
+    assert (await graph()).json()["edges"] == [[cell_id, second]]
