@@ -115,6 +115,12 @@ def serve(args: argparse.Namespace) -> None:
                 log_config=log_config,
                 access_log=False,  # replaced by Cellar's access line (ACCESS_LOG, --access-log)
                 server_header=False,
+                # WebSockets (realtime, docs/realtime.md): websockets' sans-I/O protocol;
+                # no per-message deflate (its compressor costs ~64 KiB per idle client
+                # for event messages of a few hundred bytes); clients send only a token.
+                ws="websockets-sansio",
+                ws_per_message_deflate=False,
+                ws_max_size=64 * 1024,
                 # X-Forwarded-For/-Proto only from FORWARDED_ALLOW_IPS (default none;
                 # docs/operations.md).
                 proxy_headers=bool(settings.forwarded_allow_ips),
@@ -270,6 +276,18 @@ def export_ipynb(args: argparse.Namespace) -> None:
     exporter.report.line(summary(counts, directory))
     if counts.failed:
         raise CliError(f"{counts.failed} notebooks could not be exported")
+
+
+def prune_history(args: argparse.Namespace) -> None:
+    """``cellar prune-history``: see ``app.history.retention``."""
+    from app.history.retention import prune_history as prune
+    from app.history.retention import summary
+
+    settings = _settings_and_schema()
+    days = settings.history_retention_days if args.retention_days is None else args.retention_days
+    keep = settings.history_keep_last if args.keep_last is None else args.keep_last
+    deleted = _with_pool(settings, lambda: prune(days, keep))
+    print(f"cellar: {summary(deleted, days, keep)}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -487,6 +505,28 @@ def _parser() -> argparse.ArgumentParser:
         "--user", metavar="EMAIL_OR_EXTERNAL_ID", help="export only this user's notebooks"
     )
     ipynb_out.set_defaults(handler=export_ipynb)
+    prune = commands.add_parser(
+        "prune-history",
+        help="remove old events from the notebooks' history",
+        description="Remove the events older than HISTORY_RETENTION_DAYS (default 90; 0: any "
+        "age) from every notebook's history, always keeping each notebook's last "
+        "HISTORY_KEEP_LAST (default 1000). The service also does this once a day, on one "
+        "instance. Works in short transactions while the service serves; a client that "
+        "asks for pruned events gets 410 with the oldest seq kept. Prints how many went.",
+    )
+    prune.add_argument(
+        "--retention-days",
+        metavar="DAYS",
+        type=_days,
+        help="instead of HISTORY_RETENTION_DAYS: keep events younger than this",
+    )
+    prune.add_argument(
+        "--keep-last",
+        metavar="N",
+        type=_positive,
+        help="instead of HISTORY_KEEP_LAST: always keep each notebook's last N events",
+    )
+    prune.set_defaults(handler=prune_history)
 
     purge = commands.add_parser(
         "purge-trash",
@@ -503,7 +543,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.set_defaults(handler=purge_trash)
     # For errors named after the command.
-    for command in (run, admin, legacy_in, legacy_out, ipynb_in, ipynb_out, purge):
+    for command in (run, admin, legacy_in, legacy_out, ipynb_in, ipynb_out, prune, purge):
         command.set_defaults(command_parser=command)
     return parser
 

@@ -85,12 +85,19 @@ class Duplicate(CellarError):
 class RevisionConflict(CellarError):
     status_code = 409
 
-    def __init__(self, revision: int, detail: str = "revision conflict") -> None:
+    def __init__(
+        self, revision: int, detail: str = "revision conflict", conflicts: list[Any] | None = None
+    ) -> None:
         super().__init__(detail)
         self.revision = revision
+        # A stale code edit that could not be merged: the events that touched the cell.
+        self.conflicts = conflicts
 
     def body(self) -> dict[str, Any]:
-        return {**super().body(), "revision": self.revision}
+        body = {**super().body(), "revision": self.revision}
+        if self.conflicts is not None:
+            body["conflicts"] = self.conflicts
+        return body
 
 
 class PreconditionFailed(RevisionConflict):

@@ -28,6 +28,7 @@ from app.cursors import Cursors
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
 from app.history.controllers import HistoryController
+from app.history.retention import prune_history
 from app.history.services import HistoryService
 from app.ipynb.controllers import IpynbController
 from app.ipynb.services import IpynbService
@@ -35,6 +36,8 @@ from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
 from app.notebooks.services import NotebookService, purge_trash
 from app.observability.plugin import Observability
+from app.realtime.controllers import EventsStreamController, EventsTicketController, events_socket
+from app.realtime.services import RealtimeService
 from app.replicas.lifespan import ConsistencyMiddleware, build_replicas, replica_lifespan
 from app.replicas.tokens import HEADER as CONSISTENCY_HEADER
 from app.search.controllers import SearchController
@@ -82,12 +85,20 @@ def create_app(settings: Settings) -> Litestar:
     health = HealthService(engine, timeout=settings.health_timeout_seconds, replicas=replicas)
     search = SearchService(cursors)
     history = HistoryService()
+    realtime = RealtimeService(settings, tokens, auth)
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
     observability = Observability(settings, __version__)
     # Once a day, one instance at a time (app.system.daily); each also a `cellar` command.
-    daily = DailyJobs({"purge-trash": lambda: purge_trash(settings.trash_retention_days)})
+    daily = DailyJobs(
+        {
+            "purge-trash": lambda: purge_trash(settings.trash_retention_days),
+            "prune-history": lambda: prune_history(
+                settings.history_retention_days, settings.history_keep_last
+            ),
+        }
+    )
 
     # The scope is not copied: the admin puts the full path back for the access log.
     @asgi(path=ADMIN_PATH, is_mount=True, copy_scope=False)
@@ -104,6 +115,15 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await engine.close_connection_pool()
 
+    @asynccontextmanager
+    async def realtime_listener(_: Litestar) -> AsyncIterator[None]:
+        """The process's one LISTEN connection and its hub (after the pool, before its end)."""
+        realtime.start()
+        try:
+            yield
+        finally:
+            await realtime.stop()
+
     def singleton(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
@@ -116,6 +136,9 @@ def create_app(settings: Settings) -> Litestar:
             IpynbController,
             HistoryController,
             SearchController,
+            EventsTicketController,
+            EventsStreamController,
+            events_socket,
             admin_dashboard,
         ],
         dependencies={
@@ -128,6 +151,7 @@ def create_app(settings: Settings) -> Litestar:
             "health": singleton(health),
             "search": singleton(search),
             "history": singleton(history),
+            "realtime": singleton(realtime),
             "current_user": Provide(_current_user, sync_to_thread=False),
         },
         middleware=[
@@ -155,6 +179,7 @@ def create_app(settings: Settings) -> Litestar:
             database_pool,
             *([] if replicas is None else [replica_lifespan(replicas)]),
             daily.lifespan,
+            realtime_listener,
         ],
         state=State({"settings": settings}),
     )

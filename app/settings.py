@@ -36,6 +36,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """All configuration; field ``foo_bar`` is read from ``FOO_BAR``."""
 
     database_url: str | None = None
+    # The one LISTEN connection of each process (realtime, SPEC §11) goes here; unset: the
+    # DATABASE_URL.  Behind PgBouncer in transaction pooling LISTEN cannot work through the
+    # pooler: point this straight at PostgreSQL (docs/realtime.md).
+    database_listen_url: str | None = None
     app_secret_key: str | None = None
     encryption_key: str | None = None
     cors_origins: tuple[str, ...] = ()
@@ -66,6 +70,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # seq only (app.notebooks.read_cache); 0: none, every read is a full read.
     read_cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * MIB
     health_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.5
+    # The event log's retention (SPEC §11, docs/history.md): `cellar prune-history` and the
+    # service's daily run remove events older than this many days (0: any age), but never
+    # a notebook's last HISTORY_KEEP_LAST.
+    history_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 90
+    history_keep_last: Annotated[int, msgspec.Meta(ge=1, le=2**62)] = 1000
     # Days a notebook stays in the trash before the daily purge deletes it for good
     # (SPEC §13; `cellar purge-trash`); 0: the next purge takes everything in the trash.
     trash_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 30
@@ -83,6 +92,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_log: bool = True
     metrics_enabled: bool = True
     otel_exporter_otlp_endpoint: str | None = None
+    # Realtime (SPEC §11, docs/realtime.md): a heartbeat at least every 25 s, the events a
+    # slow client may have queued before it is closed with 4429, how long a WebSocket may
+    # take to send its token as the first message.
+    realtime_heartbeat_seconds: Annotated[float, msgspec.Meta(gt=0, le=25)] = 20.0
+    realtime_max_queued: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
+    realtime_auth_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -122,6 +137,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError("APP_SECRET_KEY: required when DATABASE_URL is set")
             if self.encryption_key is None:
                 raise SettingsError("ENCRYPTION_KEY: required when DATABASE_URL is set")
+        listen_url = self.database_listen_url
+        if listen_url is not None and not re.match(r"^postgres(ql)?://", listen_url):
+            raise SettingsError("DATABASE_LISTEN_URL: expected a postgresql:// URL")
         for url in self.database_replica_urls:
             if not re.match(r"^postgres(ql)?://", url):
                 raise SettingsError(

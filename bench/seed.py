@@ -52,6 +52,11 @@ SEARCH_TERM = "revenue_by_region"
 # Fixed ids, so the Lua scripts and the floor know them without asking.
 BENCH_USER = "00000000-0000-4000-8000-00000000b001"
 SEARCH_USER = "00000000-0000-4000-8000-00000000b002"
+# Issue 20: one user with CROWD_SIZE notebooks of 10 python cells each.
+CROWD_USER = "00000000-0000-4000-8000-00000000b003"
+CROWD_SIZE = 50_000
+CROWD_COMMON = "x5"  # in every crowd notebook (cell 5 writes it)
+CROWD_RARE = "zebra_quota"  # in one crowd notebook in 10,000
 FILLER_USERS = 100
 
 _VOCABULARY = [
@@ -287,6 +292,42 @@ async def seed_search(conn: asyncpg.Connection, *, count: int) -> None:
         FILLER_USERS,
     )
     await vacuum(conn)
+
+
+async def seed_crowd(conn: asyncpg.Connection, *, count: int = CROWD_SIZE) -> None:
+    """The crowd user (issue 20) and ``count`` notebooks of theirs; then VACUUM (ANALYZE).
+
+    Each notebook has 10 python cells of about 60 characters; cell k writes
+    ``x<k>``, so ``x5`` is in every notebook, and one notebook in 10,000
+    also holds ``zebra_quota``.  ``updated_at`` one minute apart.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO users (id, email, provisioned_at) "
+            "VALUES ($1, 'crowd@bench.invalid', now()) ON CONFLICT DO NOTHING",
+            CROWD_USER,
+        )
+        await conn.execute(_CROWD_NOTEBOOKS, count, CROWD_USER)
+    await vacuum(conn)
+
+
+_CROWD_NOTEBOOKS = """
+INSERT INTO notebooks (id, user_id, name, kind, cells, created_at, updated_at)
+SELECT 'crowd-' || g, $2::uuid, 'report ' || g, 'user',
+       (SELECT jsonb_agg(jsonb_build_object(
+                 'id', 'c' || k,
+                 'type', 'python',
+                 'code', 'x' || k || ' = load_' || (g * k) % 97 || '("run_' || g % 1000 || '")'
+                         || CASE WHEN k = 3 AND g % 10000 = 0
+                                 THEN E'\\nzebra_quota = x' || k ELSE '' END,
+                 'reads', '[]'::jsonb,
+                 'writes', jsonb_build_array('x' || k),
+                 'metadata', '{}'::jsonb) ORDER BY k)
+          FROM generate_series(1, 10) AS k),
+       timestamptz '2026-02-01' + g * interval '1 minute',
+       timestamptz '2026-02-01' + g * interval '1 minute'
+  FROM generate_series(1, $1) AS g
+"""
 
 
 async def vacuum(conn: asyncpg.Connection) -> None:

@@ -43,3 +43,18 @@ class Pruned(msgspec.Struct, frozen=True):
     status_code: int
     detail: str
     oldest_seq: int
+
+
+class MergeConflict(msgspec.Struct, frozen=True):
+    """A stale code edit that could not be merged: the events that touched the cell."""
+
+    status_code: Annotated[int, msgspec.Meta(description="409 (`expected_revision`) or 412.")]
+    detail: str
+    revision: Annotated[int, msgspec.Meta(description="The notebook's current revision.")]
+    conflicts: Annotated[
+        list[Event],
+        msgspec.Meta(
+            description="The events after your revision that changed or deleted this cell "
+            "(empty when that history was pruned)."
+        ),
+    ] = []

@@ -22,6 +22,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 from app.auth.guards import AuthUser
 from app.cursors import MAX_CURSOR_LENGTH
 from app.errors import InvalidInput
+from app.history.schemas import MergeConflict
 from app.ipynb.controllers import IpynbAnswer, ipynb_response, wants_ipynb
 from app.ipynb.services import IpynbService
 from app.notebooks.graph import Graph
@@ -46,7 +47,7 @@ from app.notebooks.schemas import (
     TrashList,
 )
 from app.notebooks.services import NotebookService, Precondition
-from app.system.openapi import BEARER, error_responses
+from app.system.openapi import BEARER, error_response, error_responses
 
 # GET /notebooks/{id} answers JSON or .ipynb by Accept: caches must key on it.
 VARY = {"Vary": "Accept"}
@@ -390,7 +391,21 @@ class NotebookController(Controller):
         "/{notebook_id:str}/cells/{cell_id:str}",
         operation_id="updateCell",
         summary="Edit a cell's code",
-        responses=EDIT_ERRORS,
+        responses={
+            **EDIT_ERRORS,
+            409: error_response(
+                409,
+                "`expected_revision` is stale and the cell was changed or deleted since "
+                "(`conflicts`); nothing changed.",
+                MergeConflict,
+            ),
+            412: error_response(
+                412,
+                "`If-Match` is stale and the cell was changed or deleted since "
+                "(`conflicts`); nothing changed.",
+                MergeConflict,
+            ),
+        },
         response_headers=seq_header_spec(),
     )
     async def update_cell(
@@ -402,13 +417,19 @@ class NotebookController(Controller):
         notebooks: NamedDependency[NotebookService],
         if_match: NamedDependency[int | None],
     ) -> Response[CellSaved]:
-        """Replace a cell's code; the server recomputes its `reads` and `writes`."""
+        """Replace a cell's code; the server recomputes its `reads` and `writes`.
+
+        A stale `expected_revision` (or `If-Match`) still applies when nobody changed or
+        deleted this cell since that revision (`merged: true`); otherwise 409 (412) with
+        the `conflicts`.
+        """
         pre = Precondition(data.expected_revision, if_match)
         cell, edited = await notebooks.update_cell(
             current_user.id, notebook_id, cell_id, data.code, pre
         )
         return Response(
-            CellSaved(revision=edited.revision, cell=cell), headers=seq_header(edited.seq)
+            CellSaved(revision=edited.revision, cell=cell, merged=edited.merged),
+            headers=seq_header(edited.seq),
         )
 
     @delete(

@@ -209,3 +209,10 @@ class CellSaved(msgspec.Struct, frozen=True):
     revision: CurrentRevision
     cell: Cell
     status: Literal["ok"] = "ok"
+    merged: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True when `expected_revision`/`If-Match` was stale but nobody had "
+            "touched this cell since: the edit was applied over the others' changes."
+        ),
+    ] = False

@@ -53,8 +53,8 @@ from app.notebooks.schemas import (
 )
 from app.observability.metrics import READ_CACHE_READS, READ_CACHE_SIZE
 from app.replicas.routing import read
+from app.store import events, users
 from app.store import notebooks as store
-from app.store import users
 from app.store.notebooks import (
     Changed,
     EditedCell,
@@ -403,9 +403,8 @@ class NotebookService:
         )
 
     async def trash(self, user_id: UUID) -> TrashList:
-        """The user's trashed notebooks, most recently deleted first."""
-        async with connection() as conn:
-            return TrashList(notebooks=await store.trash(conn, user_id))
+        """The user's trashed notebooks, most recently deleted first (a replica may answer)."""
+        return TrashList(notebooks=await read(lambda conn: store.trash(conn, user_id)))
 
     async def restore_from_trash(
         self, user_id: UUID, notebook_id: str, pre: Precondition
@@ -456,6 +455,10 @@ class NotebookService:
     ) -> tuple[Cell, EditedCell]:
         """The hot path (every save of the editor): one conditional UPDATE, one round trip.
 
+        A stale revision is not the end (SPEC §11): ``_merge_stale_edit``
+        applies the edit anyway when nobody touched this cell since
+        (``merged`` in the answer), else 409/412 with the conflicting events.
+
         The analysis depends on the cell's type, which only the row knows:
         the code is analysed for every type up front (microseconds, against
         a round trip) and the statement merges the one matching the type it
@@ -463,12 +466,17 @@ class NotebookService:
         """
         self._check_code(code)
         edits = ENCODE(code_edits(code)).decode()
+
+        async def merge(conn: asyncpg.Connection) -> EditedCell:
+            return await _merge_stale_edit(conn, user_id, notebook_id, cell_id, pre, edits)
+
         edited = await _change(
             lambda conn: store.edit_code(conn, notebook_id, user_id, pre, cell_id, edits),
             user_id,
             notebook_id,
             pre,
             cell_id,
+            refused=None if pre == Precondition() else merge,
         )
         return _merge(_CELL.decode(edited.cell), edited.run), edited
 
@@ -567,6 +575,7 @@ async def _change(
     *,
     then: Callable[[int], CellarError | None] | None = None,
     atomic: bool = False,
+    refused: Callable[[asyncpg.Connection], Awaitable[T]] | None = None,
     scope: Scope = "live",
 ) -> T:
     """Run one change of a notebook (one store function); when refused, raise why.
@@ -574,13 +583,77 @@ async def _change(
     ``atomic``: the store function sends more than one statement, so they run
     in a transaction (a single statement is one by itself).  ``scope``: where
     the change looks for the notebook (live ones unless it is the trash's).
+    ``refused``: what to try instead when the statement matched no row (the
+    merge of a stale code edit), on the same connection; it answers or raises.
     """
     _addressable(notebook_id, *(() if cell_id is None else (cell_id,)))
     async with transaction() if atomic else connection() as conn:
         result = await attempt(conn)
         if result is None:
+            if refused is not None:
+                return await refused(conn)
             await _refused(conn, user_id, notebook_id, pre, cell_id, then, scope)
     return result
+
+
+async def _merge_stale_edit(
+    conn: asyncpg.Connection,
+    user_id: UUID,
+    notebook_id: str,
+    cell_id: str,
+    pre: Precondition,
+    edits: str,
+) -> EditedCell:
+    """A code edit refused on its revision: apply it if nobody touched the cell since (§11).
+
+    In one transaction holding the notebook's row (``FOR UPDATE``): no change
+    can commit between the check and the edit, on this instance or another.
+    The edit merges when the log after the client's revision holds no update
+    or deletion of the cell (nor a change of every cell: an import, a restore)
+    and is complete (still holds an event at or before that revision: older
+    ones may be pruned, and then nothing proves the cell untouched).  Else 409
+    (412 for ``If-Match``) with the events that touched it.
+    """
+    async with conn.transaction():
+        state = await store.lock(conn, notebook_id, user_id, cell_id)
+        if state is None:
+            raise NotFound("notebook not found")
+        stale = [v for v in (pre.body, pre.header) if v is not None and v != state.revision]
+        if not stale:  # refused for the cell, not the revision
+            error = explain(state, pre, cell_id)
+            if error is not None:
+                raise error
+            edited = await store.edit_code(conn, notebook_id, user_id, pre, cell_id, edits)
+            assert edited is not None  # the row is ours until commit
+            return edited
+        body_stale = pre.body is not None and pre.body != state.revision
+        conflict = RevisionConflict if body_stale else PreconditionFailed
+        detail = (
+            "expected_revision does not match"
+            if body_stale
+            else "If-Match does not match the current revision"
+        )
+        base = min(stale)
+        if base > state.revision:  # a revision the notebook never had: nothing to merge over
+            raise conflict(state.revision, detail)
+        complete, conflicts = await events.touching(conn, notebook_id, user_id, cell_id, base)
+        if conflicts:
+            raise conflict(
+                state.revision, f"{detail}: the cell was changed since revision {base}", conflicts
+            )
+        if not complete:
+            raise conflict(
+                state.revision,
+                f"{detail}: the history since revision {base} was pruned, so a merge "
+                "cannot be proven safe",
+                [],
+            )
+        if not state.has_cell:
+            raise NotFound("cell not found")
+        current = Precondition(state.revision)
+        edited = await store.edit_code(conn, notebook_id, user_id, current, cell_id, edits)
+        assert edited is not None  # the row is ours until commit
+        return msgspec.structs.replace(edited, merged=True)
 
 
 async def _refused(

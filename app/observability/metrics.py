@@ -144,20 +144,20 @@ def replica_gauges(replica: str) -> tuple[Gauge, Gauge]:
     return REPLICA_UP.labels(replica), REPLICA_LAG.labels(replica)
 
 
-# -- realtime (SPEC §11; fed once realtime lands, see docs/operations.md) -------------------
+# -- realtime (SPEC §11; fed by app.realtime, see docs/realtime.md) ---------------------------
 
 REALTIME_CLIENTS = Gauge(
     "cellar_realtime_clients",
-    "Realtime clients (WebSocket connections) connected to this instance.",
+    "Realtime clients (WebSocket and SSE) subscribed to a notebook's events.",
     multiprocess_mode="livesum",
 )
 REALTIME_EVENTS = Counter(
     "cellar_realtime_events_delivered",
-    "Notebook events sent to realtime clients.",
+    "Notebook events sent to realtime clients (catch-up included).",
 )
 REALTIME_LAG = Histogram(
     "cellar_realtime_fanout_lag_seconds",
-    "Time from an event's commit to its delivery to a client (fan-out lag).",
+    "Time from an event's transaction to its delivery to a client (fan-out lag, live events).",
     buckets=LAG_BUCKETS,
 )
 

@@ -15,6 +15,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from app.auth.guards import AuthUser
+from app.cursors import MAX_CURSOR_LENGTH
 from app.notebooks.schemas import CellType
 from app.search.schemas import DEFAULT_LIMIT, SearchQuery, SearchResults, bounds
 from app.search.services import SearchService
@@ -56,8 +57,16 @@ class SearchController(Controller):
         limit: Annotated[
             int, QueryParameter(**bounds("limit"), description="How many notebooks at most.")
         ] = DEFAULT_LIMIT,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=MAX_CURSOR_LENGTH,
+                description="The previous page's `next_cursor`, with the same q, type and "
+                "writes (opaque; see docs/paging.md).",
+            ),
+        ] = None,
     ) -> SearchResults:
-        """Search the caller's notebooks by text, cell type and written variable, best first."""
+        """Search the caller's notebooks by text, cell type and written variable, in pages."""
         return await search.search(
-            current_user.id, SearchQuery(q=q, type=type, writes=writes, limit=limit)
+            current_user.id, SearchQuery(q=q, type=type, writes=writes, limit=limit), cursor
         )

@@ -80,3 +80,10 @@ class SearchResult(msgspec.Struct, frozen=True):
 
 class SearchResults(msgspec.Struct, frozen=True):
     results: list[SearchResult]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Pass as `cursor` (with the same q, type and writes) for the next "
+            "page; null on the last page."
+        ),
+    ] = None

@@ -110,6 +110,64 @@ SELECT n.cells @> jsonb_build_array(jsonb_build_object('id', $3::text)),
 """
 
 
+_IN_WHOLE_OPS = ", ".join(f"'{op}'" for op in WHOLE_OPS)
+# $1 the notebook, $2 the cell, $3 the revision the client edited, $4 the owner.  Whether the log
+# still holds every change after that revision (an event at or before it is kept),
+# and the events after it that touched the cell's code: its updates and deletion,
+# and whatever replaced every cell.  The boundary is found from the newest event
+# backwards and the rest read forwards from it: both cover only the events since.
+TOUCHING = f"""
+WITH base AS (
+    SELECT e.seq FROM notebook_events e
+     WHERE e.notebook_id = $1 AND e.user_id = $4 AND e.revision <= $3
+     ORDER BY e.seq DESC LIMIT 1
+)
+SELECT EXISTS (SELECT 1 FROM base),
+       ARRAY(SELECT ROW({_EVENT_FIELDS}) FROM notebook_events e, base
+              WHERE e.notebook_id = $1 AND e.user_id = $4 AND e.seq > base.seq
+                AND ((e.cell_id = $2 AND e.op IN ('cell_update', 'cell_delete'))
+                     OR e.op IN ({_IN_WHOLE_OPS}))
+              ORDER BY e.seq)
+"""
+
+
+# Retention, one batch of notebooks at a time ($3: the last id of the previous batch,
+# '' first; $4: how many).  $1 days, $2 how many events each notebook keeps at least.
+# A notebook loses a prefix of its log: every event up to the newest one that is
+# both old enough and before its last $2, so the retained log never has a hole
+# (``at`` is the transaction's start: not quite in seq order).
+PRUNE = """
+WITH batch AS (
+    SELECT n.id, n.seq FROM notebooks n
+     WHERE n.id > $3 AND n.seq > $2
+     ORDER BY n.id
+     LIMIT $4
+), bound AS (
+    SELECT b.id,
+           (SELECT max(o.seq) FROM notebook_events o
+             WHERE o.notebook_id = b.id AND o.seq <= b.seq - $2
+               AND o.at < now() - make_interval(days => $1::int)) AS seq
+      FROM batch b
+), gone AS (
+    DELETE FROM notebook_events e USING bound
+     WHERE e.notebook_id = bound.id AND e.seq <= bound.seq
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT max(id) FROM batch)
+"""
+
+
+async def prune(
+    conn: asyncpg.Connection, days: int, keep_last: int, after: str, batch: int
+) -> tuple[int, str | None]:
+    """Remove the expired events of up to ``batch`` notebooks with ids after ``after``.
+
+    How many events went, and the last notebook id looked at (None: no more).
+    """
+    deleted, last = await conn.fetchrow(PRUNE, days, keep_last, after, batch)
+    return int(deleted), last
+
+
 async def history(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, since: int, limit: int
 ) -> HistoryPage | None:
@@ -144,3 +202,13 @@ async def cell_versions(
         return None
     present, versions = record
     return bool(present), [CellVersion(*each) for each in versions]
+
+
+async def touching(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, cell_id: str, revision: int
+) -> tuple[bool, list[Event]]:
+    """Whether every change after ``revision`` is still logged, and those that touched the
+    cell's code (the caller holds the notebook's row, its owner's)."""
+    record = await conn.fetchrow(TOUCHING, notebook_id, cell_id, revision, user_id)
+    complete, events = record
+    return bool(complete), [event(each) for each in events]

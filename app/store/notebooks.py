@@ -353,6 +353,8 @@ STATES = {
     for scope, owned in SCOPES.items()
 }
 STATE = STATES["live"]
+# The same, holding the row until the transaction ends (the merge of a stale code edit).
+LOCK = STATE + " FOR UPDATE OF n"
 IDENTITY = f"SELECT {select_list(NotebookIdentity, 'n')} FROM notebooks n WHERE n.id = $1"
 
 # -- statements: creating ----------------------------------------------------------------
@@ -638,6 +640,14 @@ async def state(
 ) -> NotebookState | None:
     """What a refused change is explained from; ``scope``: where the change looked."""
     record = await conn.fetchrow(STATES[scope], notebook_id, user_id, cell_id)
+    return None if record is None else NotebookState(*record)
+
+
+async def lock(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, cell_id: str
+) -> NotebookState | None:
+    """The notebook's state, its row locked until the transaction ends (call it in one)."""
+    record = await conn.fetchrow(LOCK, notebook_id, user_id, cell_id)
     return None if record is None else NotebookState(*record)
 
 

@@ -28,29 +28,31 @@ cells match and how their snippets read):
   containment, and it must hold.
 
 A notebook's rank is its name's ``ts_rank_cd`` (weight A) plus the sum of its
-matching cells' (weight B), plus the substring bonuses below.  All of the
-user's matches are found first, then ranked and cut to ``limit``; only for
-those notebooks a LATERAL subquery walks the cells to pick at most
-``MAX_MATCHES`` matching cells, each with a snippet (``ts_headline``, a window
-around a substring hit, or the start of a cell matched by a filter).  All user
-input is bound as parameters; the SQL text depends only on which clauses
-apply, so the handful of statements is built once, at import.
+matching cells' (weight B), plus the substring bonuses below.  Results come
+in pages (docs/paging.md): the caller's matches are walked by recency in
+windows of at most ``WINDOW`` matches, each window ranked on its own, so a
+page costs a window, not every match; only for the page's notebooks a
+LATERAL subquery walks the cells to pick at most ``MAX_MATCHES`` matching
+cells, each with a snippet (``ts_headline``, a window around a substring
+hit, or the start of a cell matched by a filter).  All user input is bound
+as parameters; the SQL text depends only on which clauses apply and on the
+walk's phase, so the handful of statements is built once, at import.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+import asyncpg
 import msgspec
 
 from .rows import select_list
 
 if TYPE_CHECKING:
     from uuid import UUID
-
-    import asyncpg
 
 MAX_MATCHES = 5
 """Matching cells shown per notebook: a 2,000-cell notebook stays a short answer."""
@@ -80,6 +82,22 @@ class SearchRow(msgspec.Struct, frozen=True):
     name: str | None
     rank: float
     matches: str  # JSON text in the API's shape, built by PostgreSQL: passed on, not decoded
+
+
+class Found(NamedTuple):
+    """One row of a window, with where it stands in the walk."""
+
+    row: SearchRow
+    rank: float  # exact, for the keyset (the row's is rounded)
+    updated_at: datetime
+
+
+class Batch(NamedTuple):
+    """What one window statement gives: rows in rank order, and where the window ends."""
+
+    rows: list[Found]
+    end: tuple[datetime, str] | None  # None: the window runs to the end of its phase
+    horizon: datetime
 
 
 class SearchStatement(NamedTuple):
@@ -177,62 +195,178 @@ def cell_filter(cells: str) -> Parts:
     return Parts(where=f"n.cells @> {cells}::jsonb", cell_where=f"t.cell @> ({cells}::jsonb -> 0)")
 
 
-# -- the statement -----------------------------------------------------------------------
+# -- the statement: one window of the walk ---------------------------------------------
 
-# ``hits`` is MATERIALIZED: all matches are found first (through the GIN
-# indexes) and only then ranked and cut to ``limit``.  Without the fence, a
-# filter-only search ordered by updated_at lets the planner walk the user's
-# (user_id, updated_at) btree newest first, testing every notebook until it
-# has ``limit`` hits: quick for a common filter, a walk through all of the
-# user's notebooks for a rare one or a typo.
-_SEARCH = """
-WITH hits AS MATERIALIZED (
-    SELECT n.id, n.name, n.cells, n.updated_at, {rank} AS rank
+WINDOW = 50
+"""Matches ranked together: the candidate set pages are cut from (docs/paging.md)."""
+
+VISITS = 500
+"""Notebooks the walk looks at for one window, at most."""
+
+PROBE = 50
+PROBE_HITS = 2
+"""The walk is taken when the first PROBE notebooks of the range hold PROBE_HITS matches
+(or are all there is); else the term is rare and the GIN indexes find the window."""
+
+# A search walks the caller's matching notebooks by recency (``(updated_at,
+# id)``, as the list), in two phases around a horizon as the list does: phase 1
+# newest first up to the horizon, phase 2 the notebooks changed since, oldest
+# change first.  The walk is cut into windows of at most WINDOW matches; a
+# window's notebooks are ranked among themselves and its rows given in rank
+# order.  A window is a range of recency positions, (start, end]: once its end
+# is known (the cursor keeps it) an edit can only take a notebook out of it
+# (to phase 2), so the rank order of what stays holds, and a keyset on
+# (rank, updated_at, id) within it gives no duplicate and no gap.
+#
+# A window's members are found by one of two means, the cheaper for the term:
+# - the walk: the next VISITS notebooks of the range, through the list's btree
+#   (notebooks_user_updated_id), each tested on its own rows (EXISTS on
+#   cell_search by primary key, the name, the cells document), stopping at
+#   WINDOW matches: a common term fills the window within the first few
+#   hundred notebooks;
+# - the GIN indexes: every match of the range at once, then the WINDOW first
+#   by recency.  Only when the walk is not conclusive (fewer than WINDOW
+#   matches in VISITS notebooks, and more notebooks in the range), that is
+#   for a term in under a tenth of the notebooks: few matches, a cheap bitmap.
+# The GIN branch is gated by a one-time filter: it does not run when the walk
+# decided.  Either way a window costs at most VISITS cheap tests or the GIN
+# scan of a rare term, whatever the number of matches.
+_WINDOW = """
+WITH found AS MATERIALIZED (
+    -- Every match of the range, through the GIN indexes; only read when the probe
+    -- says the term is rare.  The fence keeps even a generic plan from walking the
+    -- btree instead (which is the walk's job).
+    SELECT n.id, n.updated_at
       FROM {source}
-     WHERE n.user_id = $1 AND n.deleted_at IS NULL{where}
+     WHERE n.user_id = $1 AND {range}{where}
+), probe AS (
+    SELECT $11::boolean OR count(*) FILTER (WHERE {walk_match}) >= {probe_hits}
+           OR count(*) < {probe} AS walk
+      FROM (SELECT n.id, n.updated_at, n.name, n.name_tsv, n.cells
+              FROM notebooks n
+             WHERE n.user_id = $1 AND {range}
+             ORDER BY {recency}
+             LIMIT {probe}) AS n{walk_cells}
+), members AS MATERIALIZED (
+    (SELECT n.id, n.updated_at
+       FROM (SELECT n.id, n.updated_at, n.name, n.name_tsv, n.cells
+               FROM notebooks n
+              WHERE n.user_id = $1 AND {range}
+              ORDER BY {recency}
+              LIMIT {visits}) AS n{walk_cells}
+      WHERE {walk_match} AND (SELECT walk FROM probe)
+      LIMIT {window})
+    UNION ALL
+    (SELECT n.id, n.updated_at
+       FROM found AS n
+      WHERE NOT (SELECT walk FROM probe)
+      ORDER BY {recency}
+      LIMIT {window})
+), edge AS (
+    -- The window's end: its last member when it is full; else, for the walk, the last
+    -- notebook it looked at (when it stopped before the end of the range); else the
+    -- end of the range.
+    SELECT t.id IS NULL AND v.id IS NULL AS last,
+           CASE WHEN t.id IS NOT NULL THEN t.updated_at
+                WHEN v.id IS NOT NULL THEN v.updated_at
+                ELSE $6::timestamptz END AS stamp,
+           CASE WHEN t.id IS NOT NULL THEN t.id
+                WHEN v.id IS NOT NULL THEN v.id
+                ELSE $7::text END AS id
+      FROM (SELECT 1) AS one
+      LEFT JOIN (SELECT n.updated_at, n.id::text AS id FROM members n
+                  ORDER BY {recency} OFFSET {window} - 1 LIMIT 1) AS t ON true
+      LEFT JOIN (SELECT n.updated_at, n.id::text AS id FROM notebooks n
+                  WHERE n.user_id = $1 AND {range} AND (SELECT walk FROM probe)
+                    AND (SELECT count(*) FROM members) < {window}
+                  ORDER BY {recency} OFFSET {visits} - 1 LIMIT 1) AS v ON true
+), hits AS (
+    SELECT n.id, n.name, n.cells, n.updated_at, {rank} AS rank
+      FROM members k
+      JOIN notebooks n ON n.id = k.id{text_rank}
+), page AS (
+    SELECT * FROM hits
+     WHERE (rank, updated_at, id) < ($8::float8, $9::timestamptz, $10::text)
+     ORDER BY rank DESC, updated_at DESC, id DESC
+     LIMIT $2
 )
-SELECT {columns}
-  FROM (SELECT * FROM hits ORDER BY rank DESC, updated_at DESC, id LIMIT $2) AS n
- CROSS JOIN LATERAL (
-       SELECT coalesce(jsonb_agg(jsonb_build_object('cell_id', c.cell ->> 'id',
-                                                    'snippet', {snippet})
-                                 ORDER BY c.idx), '[]'::jsonb) AS matches
-         FROM (SELECT t.cell, t.idx
-                 FROM jsonb_array_elements(n.cells) WITH ORDINALITY AS t(cell, idx)
-                WHERE {cell_where}
-                ORDER BY t.idx
-                LIMIT {max_matches}) AS c
-        CROSS JOIN LATERAL (SELECT c.cell ->> 'code' AS code{position}) AS s) AS m
- ORDER BY n.rank DESC, n.updated_at DESC, n.id
+SELECT {columns}, n.rank AS exact_rank, n.updated_at, e.stamp, e.id, e.last,
+       coalesce($3::timestamptz, now()) AS horizon
+  FROM edge AS e
+  LEFT JOIN LATERAL (
+       SELECT n.*, m.matches
+         FROM page AS n
+        CROSS JOIN LATERAL (
+              SELECT coalesce(jsonb_agg(jsonb_build_object('cell_id', c.cell ->> 'id',
+                                                           'snippet', {snippet})
+                                        ORDER BY c.idx), '[]'::jsonb) AS matches
+                FROM (SELECT t.cell, t.idx
+                        FROM jsonb_array_elements(n.cells) WITH ORDINALITY AS t(cell, idx)
+                       WHERE {cell_where}
+                       ORDER BY t.idx
+                       LIMIT {max_matches}) AS c
+               CROSS JOIN LATERAL (SELECT c.cell ->> 'code' AS code{position}) AS s) AS m
+  ) AS n ON true
+ ORDER BY n.rank DESC, n.updated_at DESC, n.id DESC
 """
+# $1 the user, $2 how many rows, $3 the horizon (NULL: now(), a walk's first
+# window), ($4, $5) the window's start (exclusive), ($6, $7) the end of the
+# range (inclusive: the window's end once known, else the end of the phase),
+# ($8, $9, $10) the last row given of this window in rank order ('Infinity'
+# at its start), $11 true to walk whatever the probe says (the retry after the
+# GIN branch ran out of time); the clauses' parameters follow from $12.
+# Phase 1 runs down the recency order, phase 2 up.
+_PHASES = {
+    1: {
+        "range": "n.deleted_at IS NULL"
+        " AND n.updated_at <= coalesce($3::timestamptz, now())"
+        " AND (n.updated_at, n.id) < ($4::timestamptz, $5::text)"
+        " AND (n.updated_at, n.id) >= ($6::timestamptz, $7::text)",
+        "recency": "n.updated_at DESC, n.id DESC",
+    },
+    2: {
+        "range": "n.deleted_at IS NULL"
+        " AND n.updated_at > coalesce($3::timestamptz, now())"
+        " AND (n.updated_at, n.id) > ($4::timestamptz, $5::text)"
+        " AND (n.updated_at, n.id) <= ($6::timestamptz, $7::text)",
+        "recency": "n.updated_at, n.id",
+    },
+}
+FIRST_PARAMETER = 12
+
 _COLUMNS = select_list(
     SearchRow,
     "n",
     notebook_id="n.id",
     rank="round(n.rank::numeric, 6)::float8",
-    matches="m.matches",
+    matches="n.matches",
 )
 
-# With text clauses, the notebooks searched are the caller's matching cells'
+# With text clauses, the GIN branch's matches are the caller's matching cells'
 # (one pass over cell_search's GIN indexes: text and trigram, both leading
 # with user_id where the server has btree_gin) and those with a matching name
-# (the names' GIN indexes), grouped to one row per notebook with the cells'
-# share of the rank and whether one holds q as typed; then joined to
+# (the names' GIN indexes), grouped to one row per notebook; then joined to
 # notebooks by primary key.  Every join is keyed: no plan can pair rows by
 # scanning a CTE per row, which is what a generic plan did with an earlier
 # LEFT JOIN on a CTE (seconds for a common word).
-_MATCHED = """(SELECT id, sum(text_rank) AS text_rank, bool_or(code_substring) AS code_substring
-         FROM (SELECT s.notebook_id AS id,
-                      {code_rank} AS text_rank,
-                      {code_flag} AS code_substring
+_MATCHED = """(SELECT DISTINCT id
+         FROM (SELECT s.notebook_id AS id
                  FROM cell_search s
                 WHERE s.user_id = $1 AND ({code_hit})
                UNION ALL
-               SELECT m.id, 0, false
+               SELECT m.id
                  FROM notebooks m
-                WHERE m.user_id = $1 AND m.deleted_at IS NULL AND ({name_hit})) AS matched
-        GROUP BY id) AS h
+                WHERE m.user_id = $1 AND m.deleted_at IS NULL AND ({name_hit})) AS matched) AS h
       JOIN notebooks n ON n.id = h.id"""
+
+# A member's share of the rank from its cells: the matching cell_search rows of
+# that one notebook (by primary key), WINDOW notebooks at most.
+_TEXT_RANK = """
+      CROSS JOIN LATERAL (
+            SELECT coalesce(sum({code_rank}), 0) AS text_rank,
+                   coalesce(bool_or({code_flag}), false) AS code_substring
+              FROM cell_search s
+             WHERE s.notebook_id = n.id AND ({code_hit})) AS h"""
 
 # The snippet of a cell that no text clause matched: its start.
 _START = (
@@ -240,27 +374,48 @@ _START = (
 ).format(width=2 * SNIPPET_CONTEXT)
 
 
-def _assemble(text: list[Parts], conditions: list[Parts]) -> str:
+def _assemble(text: list[Parts], conditions: list[Parts], phase: int) -> str:
     """The statement for these text clauses (alternatives) and conditions (all must hold)."""
     every = [*text, *conditions]
     rank = "".join(part.rank for part in every) or "0::float8"
     source = "notebooks n"
     cell_where = [part.cell_where for part in conditions if part.cell_where]
+    where = "".join(f" AND {part.where}" for part in every if part.where)
+    walk_match = [part.where for part in conditions if part.where]
+    text_rank = walk_cells = ""
     if text:
-        source = _MATCHED.format(
+        code_hit = " OR ".join(part.code_hit for part in text)
+        name_hit = " OR ".join(part.name_hit for part in text)
+        source = _MATCHED.format(code_hit=code_hit, name_hit=name_hit)
+        text_rank = _TEXT_RANK.format(
             code_rank=" + ".join(part.code_rank for part in text if part.code_rank) or "0",
             code_flag=" OR ".join(part.code_flag for part in text if part.code_flag) or "false",
-            code_hit=" OR ".join(part.code_hit for part in text),
-            name_hit=" OR ".join(part.name_hit for part in text),
+            code_hit=code_hit,
         )
+        # A LATERAL probe with LIMIT 1, not EXISTS: PostgreSQL may turn an EXISTS into
+        # one hashed scan of every match, the very cost the walk is there to avoid.
+        walk_cells = (
+            "\n      LEFT JOIN LATERAL (SELECT true AS hit FROM cell_search s"
+            f"\n                          WHERE s.notebook_id = n.id AND ({code_hit})"
+            "\n                          LIMIT 1) AS c ON true"
+        )
+        walk_match.insert(0, f"(c.hit OR {name_hit.replace('m.', 'n.')})")
         hits = [part.cell_hit for part in text]
         cell_where.insert(0, hits[0] if len(hits) == 1 else f"({' OR '.join(hits)})")
     snippets = "".join(part.snippet for part in every)
     snippet = f"CASE {snippets}ELSE {_START} END" if snippets else _START
-    return _SEARCH.format(
+    return _WINDOW.format(
+        **_PHASES[phase],
         source=source,
         rank=rank,
-        where="".join(f"\n       AND {part.where}" for part in every if part.where),
+        where=where,
+        walk_match=" AND ".join(walk_match),
+        walk_cells=walk_cells,
+        text_rank=text_rank,
+        visits=VISITS,
+        window=WINDOW,
+        probe=PROBE,
+        probe_hits=PROBE_HITS,
         columns=_COLUMNS,
         cell_where="\n                  AND ".join(cell_where),
         snippet=f"btrim(regexp_replace({snippet}, '\\s+', ' ', 'g'))",
@@ -270,33 +425,52 @@ def _assemble(text: list[Parts], conditions: list[Parts]) -> str:
 
 
 class Shape(NamedTuple):
-    """Which clauses a search has; its parameters are numbered in this order after $1, $2."""
+    """Which clauses a search has; its parameters are numbered in this order."""
 
     text: bool
     substring: bool
     filtered: bool
 
 
-def _statement(shape: Shape) -> str:
-    numbers = iter(range(3, 7))
+def _statement(shape: Shape, phase: int) -> str:
+    numbers = iter(range(FIRST_PARAMETER, FIRST_PARAMETER + 4))
     q = f"${next(numbers)}" if shape.text else ""
     text = [full_text(q)] if shape.text else []
     if shape.substring:
         text.append(substring(q, f"${next(numbers)}"))
     conditions = [cell_filter(f"${next(numbers)}")] if shape.filtered else []
-    return _assemble(text, conditions)
+    return _assemble(text, conditions, phase)
 
 
-STATEMENTS = {
-    shape: _statement(shape)
-    for shape in (
-        Shape(text=True, substring=False, filtered=False),
-        Shape(text=True, substring=True, filtered=False),
-        Shape(text=True, substring=False, filtered=True),
-        Shape(text=True, substring=True, filtered=True),
-        Shape(text=False, substring=False, filtered=True),
-    )
-}
+SHAPES = (
+    Shape(text=True, substring=False, filtered=False),
+    Shape(text=True, substring=True, filtered=False),
+    Shape(text=True, substring=False, filtered=True),
+    Shape(text=True, substring=True, filtered=True),
+    Shape(text=False, substring=False, filtered=True),
+)
+STATEMENTS = {(shape, phase): _statement(shape, phase) for shape in SHAPES for phase in (1, 2)}
+
+_LATEST = datetime.max.replace(tzinfo=UTC)  # asyncpg sends these as infinity, -infinity
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+class Window(NamedTuple):
+    """Where a search's walk stands (the cursor holds it)."""
+
+    horizon: datetime | None  # None: not started; the first window sets it
+    phase: Literal[1, 2]
+    start: tuple[datetime, str]  # exclusive
+    end: tuple[datetime, str] | None  # inclusive; None: not known yet (the next WINDOW)
+    after: tuple[float, datetime, str] | None  # the last row given in rank order
+
+
+START = Window(None, 1, (_LATEST, ""), None, None)
+
+
+def phase_end(phase: int) -> tuple[datetime, str]:
+    """The end of a phase's range: the oldest notebook (phase 1), the present (phase 2)."""
+    return (_EARLIEST, "") if phase == 1 else (_LATEST, "")
 
 
 def statement(
@@ -307,11 +481,24 @@ def statement(
     writes: str | None,
     *,
     trigram: bool,
+    at: Window = START,
+    walk: bool = False,
 ) -> SearchStatement:
-    """The statement for a search (``trigram``: whether the trigram indexes exist)."""
+    """The statement for one window of a search (``trigram``: whether the trigram indexes
+    exist), from ``at``, ``limit`` rows at most."""
     substring_too = q is not None and trigram and _TRIGRAM_RUN.search(q) is not None
     filtered = cell_type is not None or writes is not None
-    args: list[Any] = [user_id, limit]
+    end = at.end if at.end is not None else phase_end(at.phase)
+    after = at.after if at.after is not None else (float("inf"), _LATEST, "")
+    args: list[Any] = [
+        user_id,
+        limit,
+        at.horizon,
+        *at.start,
+        *end,
+        *after,
+        walk,
+    ]
     if q is not None:
         args.append(q)
     if substring_too:
@@ -323,12 +510,48 @@ def statement(
         if writes is not None:
             cell["writes"] = [writes]
         args.append(msgspec.json.encode([cell]).decode())
-    sql = STATEMENTS[Shape(q is not None, substring_too, filtered)]
+    sql = STATEMENTS[Shape(q is not None, substring_too, filtered), at.phase]
     return SearchStatement(sql, tuple(args))
 
 
-async def run(conn: asyncpg.Connection, search: SearchStatement) -> list[SearchRow]:
-    return [SearchRow(*record) for record in await conn.fetch(search.sql, *search.args)]
+GIN_TIMEOUT_MS = 50
+"""How long a window may take before it is done again by the walk alone (see _WINDOW)."""
+
+# For the statement's transaction: plans made for the values at hand (a generic plan
+# cannot know a term's selectivity, and took 3x longer for a rare term), and the bound.
+_SETTINGS = (
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+    " set_config('statement_timeout', $1, true)"
+)
+_WALK_ARGUMENT = 10  # $11
+
+
+async def run(conn: asyncpg.Connection, search: SearchStatement) -> Batch:
+    """One window's rows, in rank order, and its end.
+
+    The GIN branch costs what its index conditions match, which for a term made
+    of common parts (``run_7``: every cell has ``run``) can be far more than its
+    matches.  So the statement runs under ``GIN_TIMEOUT_MS``, and when that runs
+    out it runs again with the walk forced, whose cost is bounded by VISITS.
+    """
+    try:
+        async with conn.transaction():
+            await conn.execute(_SETTINGS, f"{GIN_TIMEOUT_MS}ms")
+            records = await conn.fetch(search.sql, *search.args)
+    except asyncpg.QueryCanceledError:
+        args = list(search.args)
+        args[_WALK_ARGUMENT] = True
+        async with conn.transaction():
+            await conn.execute(_SETTINGS, "0")
+            records = await conn.fetch(search.sql, *args)
+    first = records[0]  # always one: the window's edge, with the page's rows if any
+    end = None if first[8] else (first[6], first[7])
+    rows = [
+        Found(SearchRow(*record[:4]), record[4], record[5])
+        for record in records
+        if record[0] is not None
+    ]
+    return Batch(rows, end, first[9])
 
 
 async def trigram_indexes(conn: asyncpg.Connection) -> bool:

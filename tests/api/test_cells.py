@@ -268,7 +268,8 @@ async def test_update_cell(client: Any) -> None:
     )
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"status", "revision", "cell"}
+    assert set(body) == {"status", "revision", "cell", "merged"}
+    assert body["merged"] is False
     assert (body["status"], body["revision"]) == ("ok", 2)
     cell = body["cell"]
     assert cell["id"] == cell_id

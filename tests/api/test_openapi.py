@@ -176,14 +176,18 @@ def test_each_route_documents_the_errors_it_gives(document: dict[str, Any]) -> N
         operation = by_id(document, operation_id)
         for status in (400, 401, 404, 409, 412):
             assert str(status) in operation["responses"], (operation_id, status)
+        # A cell's code edit may merge (SPEC §11): its conflicts list the events in the way.
+        body = "MergeConflict" if operation_id == "updateCell" else "RevisionConflictBody"
         for status in (409, 412):
-            schema = schema_of(document, "RevisionConflictBody")
-            assert response_schema(operation, status) == {
-                "$ref": "#/components/schemas/RevisionConflictBody"
-            }
+            schema = schema_of(document, body)
+            assert response_schema(operation, status) == {"$ref": f"#/components/schemas/{body}"}
             assert "revision" in schema["required"]
     for operation_id in [*edits, "createNotebook", "writeCellOutputs", "register", "issueToken"]:
         assert "413" in by_id(document, operation_id)["responses"], operation_id
+
+    merge = schema_of(document, "MergeConflict")["properties"]["conflicts"]
+    assert merge["items"] == {"$ref": "#/components/schemas/Event"}
+    assert "merged" in schema_of(document, "CellSaved")["properties"]
 
     bad_input = schema_of(document, "InvalidInputBody")
     assert {"status_code", "detail"} <= set(bad_input["required"])

@@ -48,7 +48,7 @@ async def search(client: Any, headers: dict[str, str], **params: Any) -> list[di
     response = await client.get("/notebooks/search", params=params, headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"results"}
+    assert set(body) == {"results", "next_cursor"}
     results: list[dict[str, Any]] = body["results"]
     for result in results:
         assert set(result) == {"notebook_id", "name", "rank", "matches"}
@@ -410,7 +410,7 @@ async def test_any_q_a_user_can_type_is_safe(client: Any, one_user: dict[str, st
 async def test_raw_query_strings_are_safe(client: Any, one_user: dict[str, str], raw: str) -> None:
     response = await client.get(f"/notebooks/search?q={raw}", headers=one_user)
     assert response.status_code == 200, response.text
-    assert response.json() == {"results": []}
+    assert response.json() == {"results": [], "next_cursor": None}
 
 
 async def test_like_wildcards_and_backslashes_are_literal(client: Any) -> None:

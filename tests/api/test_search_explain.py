@@ -93,9 +93,9 @@ async def explain_generic(statement_sql: str, args: tuple[Any, ...]) -> list[dic
         # EXECUTE takes no parameters: PostgreSQL quotes the values as literals.
         explain_execute = await conn.fetchval(
             "SELECT 'EXPLAIN (FORMAT JSON) EXECUTE search_plan('"
-            " || string_agg(quote_literal(value), ', ' ORDER BY position) || ')'"
-            " FROM unnest($1::text[]) WITH ORDINALITY AS a(value, position)",
-            [str(value) for value in args],
+            " || string_agg(coalesce(quote_literal(value), 'NULL'), ', ' ORDER BY position)"
+            " || ')' FROM unnest($1::text[]) WITH ORDINALITY AS a(value, position)",
+            [None if value is None else str(value) for value in args],
         )
         await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         await conn.execute("PREPARE search_plan AS " + statement_sql)
@@ -209,6 +209,11 @@ async def test_each_search_path_uses_its_gin_index(
     _, user_id = seeded
     if trigram and not await SearchService().trigram_available():
         pytest.skip("this server has no pg_trgm: substring search is off")
+    if plan is explain_generic and query.q is None:
+        # Search runs with plan_cache_mode = force_custom_plan (app.store.search.run):
+        # a generic plan cannot weigh a filter's selectivity and walks the btree, as
+        # the walk would anyway.  Text paths keep their GIN indexes even so.
+        pytest.skip("filters are never planned generically")
     statement = await SearchService(trigram=trigram).statement(user_id, query)
     nodes = await plan(statement.sql, statement.args)
     assert_no_seq_scan_on_notebooks(nodes)
@@ -274,10 +279,17 @@ async def test_answers_at_scale(client: Any, seeded: tuple[dict[str, str], UUID]
         return {int(r["notebook_id"].rsplit("-", 1)[1]) for r in results}
 
     async def search(**params: Any) -> list[dict[str, Any]]:
-        response = await client.get("/notebooks/search", params=params, headers=headers)
-        assert response.status_code == 200, response.text
-        results: list[dict[str, Any]] = response.json()["results"]
-        return results
+        """The first ``limit`` results, through as many pages as that takes (a page may
+        come short where matches are sparse: its cost is bounded, docs/paging.md)."""
+        results: list[dict[str, Any]] = []
+        while True:
+            response = await client.get("/notebooks/search", params=params, headers=headers)
+            assert response.status_code == 200, response.text
+            results += response.json()["results"]
+            cursor = response.json()["next_cursor"]
+            if cursor is None or len(results) >= params["limit"]:
+                return results[: params["limit"]]
+            params["cursor"] = cursor
 
     found = await search(q="revenue_by_region", limit=100)
     assert numbers(found) == {n for n in mine if n % 150 == 0}
@@ -285,7 +297,8 @@ async def test_answers_at_scale(client: Any, seeded: tuple[dict[str, str], UUID]
 
     # Nothing to rank by with filters alone: newest first (notebook n is n minutes old).
     found = await search(type="sql", limit=100)
-    assert numbers(found) == set(sorted(n for n in mine if n % 20 == 0)[:100])
+    in_order = [int(r["notebook_id"].rsplit("-", 1)[1]) for r in found]
+    assert in_order == sorted(n for n in mine if n % 20 == 0)[:100]
 
     found = await search(writes="df", limit=100)
     assert numbers(found) == set(sorted(n for n in mine if n % 25 == 0)[:100])

@@ -30,7 +30,15 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "piccolo_migrations"
-OUR_TABLES = {"users", "notebooks", "cell_runs", "cell_search", "piccolo_user", "sessions"}
+OUR_TABLES = {
+    "users",
+    "notebooks",
+    "cell_runs",
+    "cell_search",
+    "piccolo_user",
+    "sessions",
+    "notebook_events",
+}
 CHECKS = {
     "users_email_lower",
     "notebooks_kind_valid",
@@ -38,6 +46,8 @@ CHECKS = {
     "notebooks_cells_array",
     "cell_runs_status_valid",
     "notebooks_ipynb_sha256_hex",
+    "notebooks_seq_nonnegative",
+    "notebook_events_op_valid",
 }
 # What an .ipynb carries beyond §3's shape (SPEC §12): json, not jsonb (it may hold \u0000).
 IPYNB_COLUMNS = {
