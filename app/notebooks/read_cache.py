@@ -121,6 +121,15 @@ class ReadCache:
             return
         self._entries[key] = entry
 
+    def forget_before(self, notebook_id: str, seq: int) -> None:
+        """Forget the notebook's entries read before ``seq`` (the realtime listener heard of
+        event ``seq``): they can no longer be used, and their memory goes back at once.
+        Memory only: an entry kept would only be found stale by the next read."""
+        for kind in KINDS:
+            entry = self._entries.get((kind, notebook_id))
+            if entry is not None and entry.answer.seq < seq:
+                del self._entries[(kind, notebook_id)]
+
     def drop(self, notebook_id: str) -> None:
         """Forget the notebook's entries (the realtime listener heard of a change): memory only."""
         for kind in KINDS:

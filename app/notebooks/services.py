@@ -202,6 +202,12 @@ class NotebookService:
             "notebook", user_id, notebook_id, store.get_changed, encode, known, at
         )
 
+    def changed(self, notebook_id: str, seq: int) -> None:
+        """The realtime listener heard that ``notebook_id`` committed event ``seq``."""
+        if self.read_cache.enabled:
+            self.read_cache.forget_before(notebook_id, seq)
+            READ_CACHE_SIZE.set(self.read_cache.size)
+
     async def encoded_graph(self, user_id: UUID, notebook_id: str) -> Answer:
         """``GET …/graph``'s answer, encoded: kept like GET's (``encoded``), by seq."""
 
