@@ -24,6 +24,8 @@ from app.auth.controllers import AuthController, token_rate_limit
 from app.auth.guards import AuthUser, bearer_auth
 from app.auth.services import AuthService
 from app.auth.tokens import TokenService
+from app.checkpoints.controllers import CheckpointController
+from app.checkpoints.services import CheckpointService
 from app.cursors import Cursors
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
@@ -133,6 +135,7 @@ def create_app(settings: Settings) -> Litestar:
             AuthController,
             MeController,
             NotebookController,
+            CheckpointController,
             IpynbController,
             HistoryController,
             SearchController,
@@ -147,6 +150,7 @@ def create_app(settings: Settings) -> Litestar:
             "auth": singleton(auth),
             "users": singleton(users),
             "notebooks": singleton(notebooks),
+            "checkpoints": singleton(CheckpointService(settings, notebooks)),
             "ipynb": singleton(ipynb),
             "health": singleton(health),
             "search": singleton(search),

@@ -53,13 +53,14 @@ from app.notebooks.schemas import (
 )
 from app.observability.metrics import READ_CACHE_READS, READ_CACHE_SIZE
 from app.replicas.routing import read
-from app.store import events, users
+from app.store import checkpoints, events, users
 from app.store import notebooks as store
 from app.store.notebooks import (
     Changed,
     EditedCell,
     NewNotebook,
     NotebookKind,
+    NotebookRow,
     NotebookState,
     Precondition,
     RunState,
@@ -255,6 +256,10 @@ class NotebookService:
             raise NotFound("notebook not found")
         return row
 
+    def shown(self, row: NotebookRow) -> Notebook:
+        """A stored notebook (or a checkpoint of one) as the API shows it."""
+        return self._notebook(row)
+
     def _notebook(self, row: store.NotebookRow) -> Notebook:
         """The stored row with each cell's run state merged in and the password masked."""
         runs = {run.cell_id: run for run in row.runs}
@@ -358,13 +363,16 @@ class NotebookService:
     ) -> Changed:
         """To the trash (one more revision), or with ``purge`` for good, from wherever it is."""
         if purge:
-            return await _change(
-                lambda conn: store.purge(conn, notebook_id, user_id, pre),
-                user_id,
-                notebook_id,
-                pre,
-                scope="anywhere",
-            )
+
+            async def purge_it(conn: asyncpg.Connection) -> Changed | None:
+                # Its checkpoints' and runs' payloads go too, unless shared with others.
+                keys = await checkpoints.payload_keys(conn, notebook_id, user_id)
+                changed = await store.purge(conn, notebook_id, user_id, pre)
+                if changed is not None:
+                    await checkpoints.collect(conn, user_id, keys)
+                return changed
+
+            return await _change(purge_it, user_id, notebook_id, pre, scope="anywhere", atomic=True)
         return await _change(
             lambda conn: store.move_to_trash(conn, notebook_id, user_id, pre),
             user_id,
@@ -533,6 +541,12 @@ async def purge_trash(retention_days: int) -> int:
             batch = await store.purge_trashed(conn, retention_days, PURGE_BATCH)
         purged += len(batch)
         if len(batch) < PURGE_BATCH:
+            break
+    # Then the checkpoint payloads nothing refers to any more (the purged notebooks').
+    while True:
+        async with connection() as conn:
+            swept = await checkpoints.sweep(conn, PURGE_BATCH)
+        if swept < PURGE_BATCH:
             return purged
 
 

@@ -458,12 +458,19 @@ MOVE_CELL = _change(
 )
 # $5 the cell's id.  Its run state goes by DELETE_RUN in the same transaction,
 # as a statement of its own, so that it sees a run written while this one waited.
+# The event holds where the cell was and the cell itself, read from the row
+# locked first (``old``, as the move does): what a restore of the cell from its
+# history puts back, at that index (SPEC §13).
 REMOVE_CELL = _change(
     f"cells = n.cells - {_position('$5')}",
-    f" AND {_has_cell('$5')}",
+    f" AND n.id = old.id AND {_has_cell('$5')}",
     op="cell_delete",
     cell_id="$5",
-    data="'{}'::jsonb",
+    before=f"old AS (SELECT n.id, {_position('$5')} AS position,"
+    f" n.cells -> {_position('$5')} AS cell FROM notebooks n WHERE {OWNED} FOR UPDATE), ",
+    using="FROM old",
+    carry=", old.position AS event_from, old.cell AS event_cell",
+    data="jsonb_build_object('index', event_from, 'cell', event_cell)",
 )
 DELETE_RUN = "DELETE FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
 # The row goes, and its events with it (ON DELETE CASCADE): no event can record
@@ -498,8 +505,10 @@ RETURNING id
 """
 # Upsert a cell's run state ($3… its fields, then the event's data); the notebook's
 # revision stays as it is, its seq goes up by one for the ``outputs`` event.  The
-# UPDATE waits for a concurrent change of the notebook (a cell deletion holds
-# the row) and then re-checks that the cell is still there.
+# new state is no stored checkpoint payload (``blob``, app.store.checkpoints) until
+# the next checkpoint stores it.  The UPDATE waits for a concurrent change of the
+# notebook (a cell deletion holds the row) and then re-checks that the cell is
+# still there.
 _RUN_FIELDS = len(RunState.__struct_fields__)
 WRITE_RUN = f"""
 WITH changed AS (
@@ -512,7 +521,7 @@ WITH changed AS (
       FROM changed
     ON CONFLICT (notebook_id, cell_id) DO UPDATE
        SET {", ".join(f"{name} = EXCLUDED.{name}" for name in RunState.__struct_fields__[1:])},
-           updated_at = now()
+           updated_at = now(), blob = NULL
 ), event AS (
     INSERT INTO notebook_events ({EVENT_COLUMNS})
     SELECT id, seq, user_id, revision, user_id::text, 'outputs', $3, ${_RUN_FIELDS + 3}::jsonb

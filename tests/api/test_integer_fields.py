@@ -141,6 +141,11 @@ async def fresh_notebook(client: AsyncClient, headers: dict[str, str]) -> tuple[
     return notebook_id, body["cells"][0]["id"], body["revision"]
 
 
+# Routes that act on a notebook in the trash (SPEC §13): their notebook is trashed first,
+# so that a field's value, not the notebook's place, decides the answer.
+ON_TRASHED = {"/notebooks/{notebook_id}/restore"}
+
+
 async def send(
     client: AsyncClient,
     headers: dict[str, str],
@@ -152,6 +157,9 @@ async def send(
 ) -> Response:
     """The route with a valid request except for ``field``, which carries ``value``."""
     notebook_id, cell_id, _ = await fresh_notebook(client, headers)
+    if field.operation.path in ON_TRASHED:
+        trashed = await client.delete(f"/notebooks/{notebook_id}", headers=headers)
+        assert trashed.status_code == 200, trashed.text
     ids = {"notebook_id": notebook_id, "cell_id": cell_id}
     if field.location == "path":
         ids[field.name] = as_text(value)
