@@ -88,6 +88,8 @@ def create_app(settings: Settings) -> Litestar:
     search = SearchService(cursors)
     history = HistoryService()
     realtime = RealtimeService(settings, tokens, auth)
+    # Each wake-up lets the read cache forget what it can no longer use (memory only).
+    realtime.hub.observers.append(notebooks.changed)
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
@@ -185,7 +187,7 @@ def create_app(settings: Settings) -> Litestar:
             daily.lifespan,
             realtime_listener,
         ],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "read_cache": notebooks.read_cache}),
     )
     return observability.instrument(app)
 

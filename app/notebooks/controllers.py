@@ -518,6 +518,8 @@ class NotebookController(Controller):
         notebook_id: FromPath[str],
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
-    ) -> Graph:
+    ) -> Response[Graph]:
         """Which cell feeds which: writer → reader edges, a run order, cycles, conflicts."""
-        return await notebooks.graph(current_user.id, notebook_id)
+        answer = await notebooks.encoded_graph(current_user.id, notebook_id)
+        # Already encoded (maybe kept by the read cache): sent as it is.
+        return cast("Response[Graph]", Response(answer.body, media_type=MediaType.JSON))

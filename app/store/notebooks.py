@@ -24,7 +24,7 @@ Conventions every statement follows:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, NamedTuple, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -290,6 +290,13 @@ SELECT n.revision, n.seq, g.*
 """
 REVISION = f"SELECT n.revision, n.seq FROM notebooks n WHERE {OWNED}"
 CELLS = f"SELECT n.cells FROM notebooks n WHERE {OWNED}"
+# The same for the graph's read: the cells only when the seq is not $3.
+CELLS_CHANGED = f"""
+SELECT n.revision, n.seq, g.cells
+  FROM notebooks n
+  LEFT JOIN LATERAL (SELECT n.cells WHERE n.seq IS DISTINCT FROM $3::bigint) AS g ON true
+ WHERE {OWNED}
+"""
 # The first column says whether the user was provisioned; the rest are a
 # NotebookSummary, NULL when the user has no notebook.
 LIST = f"""
@@ -539,17 +546,20 @@ async def get(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Note
     return None if record is None else with_runs(NotebookRow, record)
 
 
-class Current(NamedTuple):
-    """What ``get_changed`` found: the revision and seq, and the row unless the seq was known."""
+V = TypeVar("V")
+
+
+class Current(NamedTuple, Generic[V]):
+    """The revision and seq of a notebook, and what was asked of it unless the seq was known."""
 
     revision: int
     seq: int
-    row: NotebookRow | None
+    value: V | None
 
 
 async def get_changed(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, known_seq: int | None
-) -> Current | None:
+) -> Current[NotebookRow] | None:
     """The notebook's revision and seq, with GET's row unless its seq is ``known_seq``."""
     record = await conn.fetchrow(GET_CHANGED, notebook_id, user_id, known_seq)
     if record is None:
@@ -557,6 +567,15 @@ async def get_changed(
     revision, seq, *fields = record
     row = None if fields[0] is None else with_runs(NotebookRow, fields)
     return Current(int(revision), int(seq), row)
+
+
+async def cells_changed(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, known_seq: int | None
+) -> Current[str] | None:
+    """The notebook's revision and seq, with its cells (JSON text) unless its seq is
+    ``known_seq``."""
+    record = await conn.fetchrow(CELLS_CHANGED, notebook_id, user_id, known_seq)
+    return None if record is None else Current(int(record[0]), int(record[1]), record[2])
 
 
 async def revision(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Changed | None:
