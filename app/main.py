@@ -24,6 +24,8 @@ from app.auth.controllers import AuthController, token_rate_limit
 from app.auth.guards import AuthUser, bearer_auth
 from app.auth.services import AuthService
 from app.auth.tokens import TokenService
+from app.checkpoints.controllers import CheckpointController
+from app.checkpoints.services import CheckpointService
 from app.cursors import Cursors
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
@@ -86,6 +88,8 @@ def create_app(settings: Settings) -> Litestar:
     search = SearchService(cursors)
     history = HistoryService()
     realtime = RealtimeService(settings, tokens, auth)
+    # Each wake-up lets the read cache forget what it can no longer use (memory only).
+    realtime.hub.observers.append(notebooks.changed)
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
@@ -133,6 +137,7 @@ def create_app(settings: Settings) -> Litestar:
             AuthController,
             MeController,
             NotebookController,
+            CheckpointController,
             IpynbController,
             HistoryController,
             SearchController,
@@ -147,6 +152,7 @@ def create_app(settings: Settings) -> Litestar:
             "auth": singleton(auth),
             "users": singleton(users),
             "notebooks": singleton(notebooks),
+            "checkpoints": singleton(CheckpointService(settings, notebooks)),
             "ipynb": singleton(ipynb),
             "health": singleton(health),
             "search": singleton(search),
@@ -181,7 +187,7 @@ def create_app(settings: Settings) -> Litestar:
             daily.lifespan,
             realtime_listener,
         ],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "read_cache": notebooks.read_cache}),
     )
     return observability.instrument(app)
 

@@ -78,6 +78,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Days a notebook stays in the trash before the daily purge deletes it for good
     # (SPEC §13; `cellar purge-trash`); 0: the next purge takes everything in the trash.
     trash_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 30
+    # Checkpoints kept per notebook: at the limit the oldest unnamed one goes, and when
+    # all are named a new one is refused (409).
+    max_checkpoints_per_notebook: PositiveInt = 50
     # The admin's session cookie: Secure (HTTPS only) when true; set it behind TLS.
     admin_secure_cookies: bool = False
     # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.

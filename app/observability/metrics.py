@@ -165,9 +165,10 @@ REALTIME_LAG = Histogram(
 
 READ_CACHE_READS = Counter(
     "cellar_read_cache_reads",
-    "GET /notebooks/{id} reads by what the read cache did: hit (kept bytes sent), stale "
-    "(kept at an older seq: read in full), miss (none kept: read in full).",
-    ["result"],
+    "Reads of GET /notebooks/{id} (kind notebook) and …/graph (kind graph) by what the read "
+    "cache did: hit (kept bytes sent), stale (kept at an older seq: read in full), miss (none "
+    "kept: read in full).",
+    ["kind", "result"],
 )
 READ_CACHE_SIZE = Gauge(
     "cellar_read_cache_bytes",

@@ -185,6 +185,8 @@ class Hub:
         self.max_queued = max_queued
         self.topics: dict[str, Topic] = {}
         self.subscribers = 0
+        # Told of every notification, followed or not (the read cache forgets old answers).
+        self.observers: list[Callable[[str, int], None]] = []
 
     def subscribe(self, notebook_id: str, position: int, current: int) -> Subscriber:
         """Follow a notebook from ``position``; ``current`` is its seq as just read."""
@@ -209,6 +211,8 @@ class Hub:
 
     def notify(self, notebook_id: str, seq: int) -> None:
         """A notification: ``notebook_id`` has committed its event ``seq``."""
+        for observer in self.observers:
+            observer(notebook_id, seq)
         topic = self.topics.get(notebook_id)
         if topic is None:
             return

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-WAIT = 20.0  # seconds one expected message may take on a slow, shared machine
+WAIT = 30.0  # seconds one expected message may take on a slow, shared machine
 REALTIME_ENV = {"REALTIME_HEARTBEAT_SECONDS": "1", "REALTIME_AUTH_TIMEOUT_SECONDS": "2"}
 
 
