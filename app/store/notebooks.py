@@ -235,6 +235,7 @@ def _change(
     before: str = "",
     using: str = "",
     owned: str = OWNED,
+    actor: str = "event_user_id::text",
 ) -> str:
     """An UPDATE of one notebook: owner and ``PRECONDITION`` hold, ``revision`` + 1, its event.
 
@@ -246,7 +247,7 @@ def _change(
     ``n.<field>``), then the seq.  ``before``/``using``: a CTE the UPDATE
     reads FROM (the move reads the cell's old position from a locked read).
     ``owned``: which notebooks it may find (``OWNED``: live ones, unless it
-    is the trash's).
+    is the trash's); ``actor``: the event's (SQL; the owner unless it is the admin).
     """
     fields = [name for name in returning.__struct_fields__ if name not in ("seq", "merged")]
     chosen = {name: value for name, value in (expressions or {}).items() if name in fields}
@@ -264,7 +265,7 @@ def _change(
         f" n.seq AS event_seq, {listed}{carry}\n"
         "), event AS (\n"
         f"    INSERT INTO notebook_events ({EVENT_COLUMNS})\n"
-        "    SELECT event_notebook_id, event_seq, event_user_id, revision, event_user_id::text,"
+        f"    SELECT event_notebook_id, event_seq, event_user_id, revision, {actor},"
         f" '{op}', {cell_id}, {data}\n"
         "      FROM changed\n"
         ")\n"
@@ -487,6 +488,15 @@ DELETE_RUN = "DELETE FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
 # To the trash and back: one more revision and event each (SPEC §13).
 TRASH_NOTEBOOK = _change("deleted_at = now()", op="trash", data="'{}'::jsonb")
 UNTRASH_NOTEBOOK = _change("deleted_at = NULL", op="untrash", data="'{}'::jsonb", owned=TRASHED)
+# The admin's restore (app.admin.forms): any user's trashed notebook, by id
+# alone ($2 NULL), the event's actor 'admin'.
+UNTRASH_BY_ADMIN = _change(
+    "deleted_at = NULL",
+    op="untrash",
+    data="'{}'::jsonb",
+    owned="n.id = $1 AND ($2::uuid IS NULL OR n.user_id = $2) AND n.deleted_at IS NOT NULL",
+    actor="'admin'",
+)
 # For good, live or trashed: its runs, search rows, events and checkpoints go by
 # their foreign keys' ON DELETE CASCADE, in the same statement.  No event can
 # record it; the wake-up (the seq after the last) tells listeners to look again.
@@ -721,6 +731,12 @@ async def restore_from_trash(
 ) -> Changed | None:
     """Bring the trashed notebook back as it was (event ``untrash``)."""
     return await _run_change(conn, UNTRASH_NOTEBOOK, notebook_id, user_id, pre)
+
+
+async def restore_by_admin(conn: asyncpg.Connection, notebook_id: str) -> Changed | None:
+    """The admin's restore of any user's trashed notebook (event actor 'admin')."""
+    record = await conn.fetchrow(UNTRASH_BY_ADMIN, notebook_id, None, None, None)
+    return None if record is None else Changed(int(record[0]), int(record[1]))
 
 
 async def purge(
