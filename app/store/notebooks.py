@@ -313,7 +313,9 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {select_list(NotebookSummary
 # phase 1 (notebooks at or before the horizon, newest first; 'infinity' to
 # start, '-infinity' once phase 1 is over); $5, $6 the position in phase 2
 # (notebooks changed after the horizon, oldest change first; '-infinity' until
-# phase 1 is over); $7 how many rows each part may give (a page and one more,
+# phase 1 is over: the part then starts at the horizon, so that its index scan
+# begins there and not at the user's oldest notebook); $7 how many rows each
+# part may give (a page and one more,
 # to know whether another page follows).  The rows come in the walk's order;
 # the caller keeps the first limit + 1.
 _HORIZON = "coalesce($2::timestamptz, now())"
@@ -334,7 +336,7 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {_HORIZON} AS horizon, p.pha
                {select_list(NotebookSummary, "n")}
           FROM notebooks n
          WHERE n.user_id = $1 AND n.deleted_at IS NULL AND n.updated_at > {_HORIZON}
-           AND (n.updated_at, n.id) > ($5::timestamptz, $6::text)
+           AND (n.updated_at, n.id) > (greatest($5::timestamptz, {_HORIZON}), $6::text)
          ORDER BY n.updated_at, n.id
          LIMIT $7)
   ) p ON true
