@@ -24,7 +24,7 @@ Conventions every statement follows:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, NamedTuple, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -235,6 +235,7 @@ def _change(
     before: str = "",
     using: str = "",
     owned: str = OWNED,
+    actor: str = "event_user_id::text",
 ) -> str:
     """An UPDATE of one notebook: owner and ``PRECONDITION`` hold, ``revision`` + 1, its event.
 
@@ -246,7 +247,7 @@ def _change(
     ``n.<field>``), then the seq.  ``before``/``using``: a CTE the UPDATE
     reads FROM (the move reads the cell's old position from a locked read).
     ``owned``: which notebooks it may find (``OWNED``: live ones, unless it
-    is the trash's).
+    is the trash's); ``actor``: the event's (SQL; the owner unless it is the admin).
     """
     fields = [name for name in returning.__struct_fields__ if name not in ("seq", "merged")]
     chosen = {name: value for name, value in (expressions or {}).items() if name in fields}
@@ -264,7 +265,7 @@ def _change(
         f" n.seq AS event_seq, {listed}{carry}\n"
         "), event AS (\n"
         f"    INSERT INTO notebook_events ({EVENT_COLUMNS})\n"
-        "    SELECT event_notebook_id, event_seq, event_user_id, revision, event_user_id::text,"
+        f"    SELECT event_notebook_id, event_seq, event_user_id, revision, {actor},"
         f" '{op}', {cell_id}, {data}\n"
         "      FROM changed\n"
         ")\n"
@@ -290,6 +291,13 @@ SELECT n.revision, n.seq, g.*
 """
 REVISION = f"SELECT n.revision, n.seq FROM notebooks n WHERE {OWNED}"
 CELLS = f"SELECT n.cells FROM notebooks n WHERE {OWNED}"
+# The same for the graph's read: the cells only when the seq is not $3.
+CELLS_CHANGED = f"""
+SELECT n.revision, n.seq, g.cells
+  FROM notebooks n
+  LEFT JOIN LATERAL (SELECT n.cells WHERE n.seq IS DISTINCT FROM $3::bigint) AS g ON true
+ WHERE {OWNED}
+"""
 # The first column says whether the user was provisioned; the rest are a
 # NotebookSummary, NULL when the user has no notebook.
 LIST = f"""
@@ -305,7 +313,9 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {select_list(NotebookSummary
 # phase 1 (notebooks at or before the horizon, newest first; 'infinity' to
 # start, '-infinity' once phase 1 is over); $5, $6 the position in phase 2
 # (notebooks changed after the horizon, oldest change first; '-infinity' until
-# phase 1 is over); $7 how many rows each part may give (a page and one more,
+# phase 1 is over: the part then starts at the horizon, so that its index scan
+# begins there and not at the user's oldest notebook); $7 how many rows each
+# part may give (a page and one more,
 # to know whether another page follows).  The rows come in the walk's order;
 # the caller keeps the first limit + 1.
 _HORIZON = "coalesce($2::timestamptz, now())"
@@ -326,7 +336,7 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {_HORIZON} AS horizon, p.pha
                {select_list(NotebookSummary, "n")}
           FROM notebooks n
          WHERE n.user_id = $1 AND n.deleted_at IS NULL AND n.updated_at > {_HORIZON}
-           AND (n.updated_at, n.id) > ($5::timestamptz, $6::text)
+           AND (n.updated_at, n.id) > (greatest($5::timestamptz, {_HORIZON}), $6::text)
          ORDER BY n.updated_at, n.id
          LIMIT $7)
   ) p ON true
@@ -458,12 +468,19 @@ MOVE_CELL = _change(
 )
 # $5 the cell's id.  Its run state goes by DELETE_RUN in the same transaction,
 # as a statement of its own, so that it sees a run written while this one waited.
+# The event holds where the cell was and the cell itself, read from the row
+# locked first (``old``, as the move does): what a restore of the cell from its
+# history puts back, at that index (SPEC §13).
 REMOVE_CELL = _change(
     f"cells = n.cells - {_position('$5')}",
-    f" AND {_has_cell('$5')}",
+    f" AND n.id = old.id AND {_has_cell('$5')}",
     op="cell_delete",
     cell_id="$5",
-    data="'{}'::jsonb",
+    before=f"old AS (SELECT n.id, {_position('$5')} AS position,"
+    f" n.cells -> {_position('$5')} AS cell FROM notebooks n WHERE {OWNED} FOR UPDATE), ",
+    using="FROM old",
+    carry=", old.position AS event_from, old.cell AS event_cell",
+    data="jsonb_build_object('index', event_from, 'cell', event_cell)",
 )
 DELETE_RUN = "DELETE FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
 # The row goes, and its events with it (ON DELETE CASCADE): no event can record
@@ -471,6 +488,15 @@ DELETE_RUN = "DELETE FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
 # To the trash and back: one more revision and event each (SPEC §13).
 TRASH_NOTEBOOK = _change("deleted_at = now()", op="trash", data="'{}'::jsonb")
 UNTRASH_NOTEBOOK = _change("deleted_at = NULL", op="untrash", data="'{}'::jsonb", owned=TRASHED)
+# The admin's restore (app.admin.forms): any user's trashed notebook, by id
+# alone ($2 NULL), the event's actor 'admin'.
+UNTRASH_BY_ADMIN = _change(
+    "deleted_at = NULL",
+    op="untrash",
+    data="'{}'::jsonb",
+    owned="n.id = $1 AND ($2::uuid IS NULL OR n.user_id = $2) AND n.deleted_at IS NOT NULL",
+    actor="'admin'",
+)
 # For good, live or trashed: its runs, search rows, events and checkpoints go by
 # their foreign keys' ON DELETE CASCADE, in the same statement.  No event can
 # record it; the wake-up (the seq after the last) tells listeners to look again.
@@ -498,8 +524,10 @@ RETURNING id
 """
 # Upsert a cell's run state ($3… its fields, then the event's data); the notebook's
 # revision stays as it is, its seq goes up by one for the ``outputs`` event.  The
-# UPDATE waits for a concurrent change of the notebook (a cell deletion holds
-# the row) and then re-checks that the cell is still there.
+# new state is no stored checkpoint payload (``blob``, app.store.checkpoints) until
+# the next checkpoint stores it.  The UPDATE waits for a concurrent change of the
+# notebook (a cell deletion holds the row) and then re-checks that the cell is
+# still there.
 _RUN_FIELDS = len(RunState.__struct_fields__)
 WRITE_RUN = f"""
 WITH changed AS (
@@ -512,7 +540,7 @@ WITH changed AS (
       FROM changed
     ON CONFLICT (notebook_id, cell_id) DO UPDATE
        SET {", ".join(f"{name} = EXCLUDED.{name}" for name in RunState.__struct_fields__[1:])},
-           updated_at = now()
+           updated_at = now(), blob = NULL
 ), event AS (
     INSERT INTO notebook_events ({EVENT_COLUMNS})
     SELECT id, seq, user_id, revision, user_id::text, 'outputs', $3, ${_RUN_FIELDS + 3}::jsonb
@@ -530,17 +558,20 @@ async def get(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Note
     return None if record is None else with_runs(NotebookRow, record)
 
 
-class Current(NamedTuple):
-    """What ``get_changed`` found: the revision and seq, and the row unless the seq was known."""
+V = TypeVar("V")
+
+
+class Current(NamedTuple, Generic[V]):
+    """The revision and seq of a notebook, and what was asked of it unless the seq was known."""
 
     revision: int
     seq: int
-    row: NotebookRow | None
+    value: V | None
 
 
 async def get_changed(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, known_seq: int | None
-) -> Current | None:
+) -> Current[NotebookRow] | None:
     """The notebook's revision and seq, with GET's row unless its seq is ``known_seq``."""
     record = await conn.fetchrow(GET_CHANGED, notebook_id, user_id, known_seq)
     if record is None:
@@ -548,6 +579,15 @@ async def get_changed(
     revision, seq, *fields = record
     row = None if fields[0] is None else with_runs(NotebookRow, fields)
     return Current(int(revision), int(seq), row)
+
+
+async def cells_changed(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, known_seq: int | None
+) -> Current[str] | None:
+    """The notebook's revision and seq, with its cells (JSON text) unless its seq is
+    ``known_seq``."""
+    record = await conn.fetchrow(CELLS_CHANGED, notebook_id, user_id, known_seq)
+    return None if record is None else Current(int(record[0]), int(record[1]), record[2])
 
 
 async def revision(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Changed | None:
@@ -691,6 +731,12 @@ async def restore_from_trash(
 ) -> Changed | None:
     """Bring the trashed notebook back as it was (event ``untrash``)."""
     return await _run_change(conn, UNTRASH_NOTEBOOK, notebook_id, user_id, pre)
+
+
+async def restore_by_admin(conn: asyncpg.Connection, notebook_id: str) -> Changed | None:
+    """The admin's restore of any user's trashed notebook (event actor 'admin')."""
+    record = await conn.fetchrow(UNTRASH_BY_ADMIN, notebook_id, None, None, None)
+    return None if record is None else Changed(int(record[0]), int(record[1]))
 
 
 async def purge(

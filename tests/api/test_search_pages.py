@@ -234,8 +234,15 @@ def rows_read(nodes: list[dict[str, Any]], relation: str) -> int:
 
 @pytest.mark.parametrize(
     "query",
-    [SearchQuery(q="common_term"), SearchQuery(writes="common_term"), SearchQuery(q="mon_ter")],
-    ids=["text", "writes", "substring"],
+    [
+        SearchQuery(q="common_term"),
+        SearchQuery(writes="common_term"),
+        SearchQuery(q="mon_ter"),
+        SearchQuery(q="common_term -absent_term"),
+        SearchQuery(q="-absent_term"),
+        SearchQuery(q="👋"),
+    ],
+    ids=["text", "writes", "substring", "negation", "negation-only", "emoji"],
 )
 async def test_a_term_in_all_50000_notebooks_reads_a_window_not_the_matches(
     crowd: UUID, query: SearchQuery
