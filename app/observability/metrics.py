@@ -157,7 +157,7 @@ REALTIME_EVENTS = Counter(
 )
 REALTIME_LAG = Histogram(
     "cellar_realtime_fanout_lag_seconds",
-    "Time from an event's transaction to its delivery to a client (fan-out lag, live events).",
+    "Time from an event's commit (its notification's arrival) to its send (fan-out lag).",
     buckets=LAG_BUCKETS,
 )
 

@@ -69,7 +69,8 @@ class Subscriber:
         self.max_queued = max_queued
         self.close_code: int | None = None
         self.close_reason = ""
-        self._queue: deque[Event] = deque()
+        # Each event with when its topic was woken to read it (about its commit: the lag).
+        self._queue: deque[tuple[Event, float]] = deque()
         self._ready = asyncio.Event()  # something was queued (or the end came)
         self._done = asyncio.Event()  # closed by the server side
 
@@ -77,13 +78,18 @@ class Subscriber:
     def queued(self) -> int:
         return len(self._queue)
 
-    def push(self, events: list[Event]) -> None:
-        """Queue what the topic read (only what this client has not had yet)."""
+    def push(self, events: list[Event], woken: float | None = None) -> None:
+        """Queue what the topic read (only what this client has not had yet).
+
+        ``woken``: when the notification that made the topic read them arrived
+        (``time.time()``), the commit as this process knows it.
+        """
         if self.close_code is not None:
             return
+        when = time.time() if woken is None else woken
         for event in events:
             if event.seq > self.position:
-                self._queue.append(event)
+                self._queue.append((event, when))
         if len(self._queue) > self.max_queued:
             self.close(
                 CLOSE_TOO_SLOW,
@@ -121,7 +127,7 @@ class Subscriber:
                 except TimeoutError:
                     yield HEARTBEAT
                 continue
-            event = self._queue.popleft()
+            event, woken = self._queue.popleft()
             if event.seq <= self.position:
                 continue
             if event.seq > self.position + 1:  # a hole: read it from the table first
@@ -130,7 +136,7 @@ class Subscriber:
                 if self.close_code is not None or event.seq <= self.position:
                     continue
             self.position = event.seq
-            REALTIME_LAG.observe(max(0.0, time.time() - event.at.timestamp()))
+            REALTIME_LAG.observe(max(0.0, time.time() - woken))
             yield event
             if event.op == "trash" and not self._queue:
                 self._trashed()
@@ -162,13 +168,14 @@ class Subscriber:
 class Topic:
     """The subscribers of one notebook on this instance and the last seq read for them."""
 
-    __slots__ = ("notebook_id", "recheck", "seq", "subscribers", "task", "wanted")
+    __slots__ = ("notebook_id", "recheck", "seq", "subscribers", "task", "wanted", "woken")
 
     def __init__(self, notebook_id: str, seq: int) -> None:
         self.notebook_id = notebook_id
         self.seq = seq  # the last seq read from the table and handed on
         self.wanted = seq  # the highest seq a notification announced
         self.recheck = False  # read again even without a notification (after a reconnect)
+        self.woken: float | None = None  # when the first notification not yet read arrived
         self.subscribers: set[Subscriber] = set()
         self.task: asyncio.Task[None] | None = None
 
@@ -218,6 +225,8 @@ class Hub:
             return
         if seq > topic.wanted:
             topic.wanted = seq
+            if topic.woken is None:
+                topic.woken = time.time()
         self._pump(topic)
 
     def wake_all(self) -> None:
@@ -241,12 +250,14 @@ class Hub:
         wait = RETRY_MIN
         while topic.subscribers and topic.behind:
             topic.recheck = False
+            woken, topic.woken = topic.woken, None
             try:
                 page = await self.fetch(topic.notebook_id, topic.seq, PAGE)
             except Exception as exc:
                 if not is_unreachable(exc):
                     logger.exception("realtime: reading the events of a notebook failed")
                 topic.recheck = True  # the listener's reconnection wakes it too
+                topic.woken = topic.woken or woken
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, RETRY_MAX)
                 continue
@@ -260,4 +271,4 @@ class Hub:
             if len(page) == PAGE:
                 topic.recheck = True
             for subscriber in list(topic.subscribers):
-                subscriber.push(page)
+                subscriber.push(page, woken)
