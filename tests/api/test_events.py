@@ -387,3 +387,15 @@ async def test_an_ipynb_import_is_event_one_by_the_importer(client: Any) -> None
     assert event["data"]["name"] == "from jupyter"
     assert [cell["code"] for cell in event["data"]["cells"]] == ["x = 1"]
     assert await notebook_seq(notebook_id) == 1
+
+
+async def test_the_ipynb_import_answers_cellar_seq(client: Any) -> None:
+    headers = await fresh_user_headers(client)
+    body = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
+    response = await client.post(
+        "/notebooks/import",
+        content=json.dumps(body).encode(),
+        headers={**headers, "Content-Type": "application/x-ipynb+json"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["Cellar-Seq"] == "1"
