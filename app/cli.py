@@ -115,6 +115,12 @@ def serve(args: argparse.Namespace) -> None:
                 log_config=log_config,
                 access_log=False,  # replaced by Cellar's access line (ACCESS_LOG, --access-log)
                 server_header=False,
+                # WebSockets (realtime, docs/realtime.md): websockets' sans-I/O protocol;
+                # no per-message deflate (its compressor costs ~64 KiB per idle client
+                # for event messages of a few hundred bytes); clients send only a token.
+                ws="websockets-sansio",
+                ws_per_message_deflate=False,
+                ws_max_size=64 * 1024,
                 # X-Forwarded-For/-Proto only from FORWARDED_ALLOW_IPS (default none;
                 # docs/operations.md).
                 proxy_headers=bool(settings.forwarded_allow_ips),

@@ -120,6 +120,21 @@ def engine_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def listen_config(settings: Settings) -> dict[str, Any]:
+    """asyncpg options of the process's one LISTEN connection (``app.realtime.listener``).
+
+    ``DATABASE_LISTEN_URL`` when set, else ``DATABASE_URL``: a pooler in
+    transaction mode (PgBouncer) hands each transaction to any server
+    connection, so a LISTEN through it would be lost; this one must reach
+    PostgreSQL itself.  It prepares nothing, so no pooler option applies.
+    """
+    return {
+        "dsn": settings.database_listen_url or settings.database_url,
+        "timeout": settings.database_connect_timeout,
+        "server_settings": {"application_name": "cellar-listen"},
+    }
+
+
 class QueryCounter:
     """Statements this process has sent through the pool, counted by asyncpg's query logger.
 

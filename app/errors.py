@@ -82,6 +82,12 @@ class Duplicate(CellarError):
     status_code = 409
 
 
+class Conflict(CellarError):
+    """The request cannot be done in the resource's present state (the detail says why)."""
+
+    status_code = 409
+
+
 class RevisionConflict(CellarError):
     status_code = 409
 

@@ -24,6 +24,8 @@ from app.auth.controllers import AuthController, token_rate_limit
 from app.auth.guards import AuthUser, bearer_auth
 from app.auth.services import AuthService
 from app.auth.tokens import TokenService
+from app.checkpoints.controllers import CheckpointController
+from app.checkpoints.services import CheckpointService
 from app.cursors import Cursors
 from app.database import get_engine, pool_options, prepare_environment
 from app.errors import EXCEPTION_HANDLERS
@@ -36,6 +38,8 @@ from app.notebooks.connections import ConnectionStringCipher
 from app.notebooks.controllers import NotebookController
 from app.notebooks.services import NotebookService, purge_trash
 from app.observability.plugin import Observability
+from app.realtime.controllers import EventsStreamController, EventsTicketController, events_socket
+from app.realtime.services import RealtimeService
 from app.replicas.lifespan import ConsistencyMiddleware, build_replicas, replica_lifespan
 from app.replicas.tokens import HEADER as CONSISTENCY_HEADER
 from app.search.controllers import SearchController
@@ -83,6 +87,9 @@ def create_app(settings: Settings) -> Litestar:
     health = HealthService(engine, timeout=settings.health_timeout_seconds, replicas=replicas)
     search = SearchService(cursors)
     history = HistoryService()
+    realtime = RealtimeService(settings, tokens, auth)
+    # Each wake-up lets the read cache forget what it can no longer use (memory only).
+    realtime.hub.observers.append(notebooks.changed)
     quiet_pool_logs()  # asyncpg's reconnect warnings count toward one outage log line
     # Built once here, never per request: the admin holds its login rate limiter.
     admin = cast("ASGIApp", build_admin(settings))
@@ -112,6 +119,15 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await engine.close_connection_pool()
 
+    @asynccontextmanager
+    async def realtime_listener(_: Litestar) -> AsyncIterator[None]:
+        """The process's one LISTEN connection and its hub (after the pool, before its end)."""
+        realtime.start()
+        try:
+            yield
+        finally:
+            await realtime.stop()
+
     def singleton(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
@@ -121,9 +137,13 @@ def create_app(settings: Settings) -> Litestar:
             AuthController,
             MeController,
             NotebookController,
+            CheckpointController,
             IpynbController,
             HistoryController,
             SearchController,
+            EventsTicketController,
+            EventsStreamController,
+            events_socket,
             admin_dashboard,
         ],
         dependencies={
@@ -132,10 +152,12 @@ def create_app(settings: Settings) -> Litestar:
             "auth": singleton(auth),
             "users": singleton(users),
             "notebooks": singleton(notebooks),
+            "checkpoints": singleton(CheckpointService(settings, notebooks)),
             "ipynb": singleton(ipynb),
             "health": singleton(health),
             "search": singleton(search),
             "history": singleton(history),
+            "realtime": singleton(realtime),
             "current_user": Provide(_current_user, sync_to_thread=False),
         },
         middleware=[
@@ -163,8 +185,9 @@ def create_app(settings: Settings) -> Litestar:
             database_pool,
             *([] if replicas is None else [replica_lifespan(replicas)]),
             daily.lifespan,
+            realtime_listener,
         ],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "read_cache": notebooks.read_cache}),
     )
     return observability.instrument(app)
 

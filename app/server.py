@@ -120,7 +120,17 @@ class StopSignals:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, stopping on SIGHUP too and returning after a stop signal."""
+    """uvicorn's server, stopping on SIGHUP too and returning after a stop signal.
+
+    Its shutdown first ends the realtime streams: uvicorn waits for open
+    responses, and a Server-Sent Events stream never ends by itself.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        from app.realtime.services import close_streams
+
+        close_streams()
+        await super().shutdown(sockets)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

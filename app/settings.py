@@ -36,6 +36,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """All configuration; field ``foo_bar`` is read from ``FOO_BAR``."""
 
     database_url: str | None = None
+    # The one LISTEN connection of each process (realtime, SPEC §11) goes here; unset: the
+    # DATABASE_URL.  Behind PgBouncer in transaction pooling LISTEN cannot work through the
+    # pooler: point this straight at PostgreSQL (docs/realtime.md).
+    database_listen_url: str | None = None
     app_secret_key: str | None = None
     encryption_key: str | None = None
     cors_origins: tuple[str, ...] = ()
@@ -74,6 +78,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Days a notebook stays in the trash before the daily purge deletes it for good
     # (SPEC §13; `cellar purge-trash`); 0: the next purge takes everything in the trash.
     trash_retention_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 30
+    # Checkpoints kept per notebook: at the limit the oldest unnamed one goes, and when
+    # all are named a new one is refused (409).
+    max_checkpoints_per_notebook: PositiveInt = 50
     # The admin's session cookie: Secure (HTTPS only) when true; set it behind TLS.
     admin_secure_cookies: bool = False
     # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.
@@ -88,6 +95,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_log: bool = True
     metrics_enabled: bool = True
     otel_exporter_otlp_endpoint: str | None = None
+    # Realtime (SPEC §11, docs/realtime.md): a heartbeat at least every 25 s, the events a
+    # slow client may have queued before it is closed with 4429, how long a WebSocket may
+    # take to send its token as the first message.
+    realtime_heartbeat_seconds: Annotated[float, msgspec.Meta(gt=0, le=25)] = 20.0
+    realtime_max_queued: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
+    realtime_auth_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -127,6 +140,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError("APP_SECRET_KEY: required when DATABASE_URL is set")
             if self.encryption_key is None:
                 raise SettingsError("ENCRYPTION_KEY: required when DATABASE_URL is set")
+        listen_url = self.database_listen_url
+        if listen_url is not None and not re.match(r"^postgres(ql)?://", listen_url):
+            raise SettingsError("DATABASE_LISTEN_URL: expected a postgresql:// URL")
         for url in self.database_replica_urls:
             if not re.match(r"^postgres(ql)?://", url):
                 raise SettingsError(

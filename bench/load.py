@@ -31,6 +31,10 @@ _LUA = r"""
 local paths = {%(paths)s}
 local method = "%(method)s"
 local headers = {%(headers)s}
+-- Mixed traffic: every write_every-th request is a PUT of the body to write_paths.
+local write_every = %(write_every)d
+local write_paths = {%(write_paths)s}
+local write_headers = {%(write_headers)s}
 local prefix, suffix = nil, nil
 local counter = 0
 
@@ -47,7 +51,14 @@ end
 
 request = function()
   counter = counter + 1
+  if write_every > 0 and counter %% write_every == 0 then
+    local target = write_paths[((counter / write_every) %% #write_paths) + 1]
+    return wrk.format("PUT", target, write_headers, prefix .. counter .. suffix)
+  end
   local path = paths[(counter %% #paths) + 1]
+  if write_every > 0 then
+    return wrk.format(method, path, headers)
+  end
   if prefix then
     return wrk.format(method, path, headers, prefix .. counter .. suffix)
   end
@@ -75,6 +86,11 @@ class Load:
     headers: dict[str, str] = field(default_factory=dict)
     # The body is prefix + counter + suffix (a counter keeps every update a change).
     body: tuple[bytes, bytes] | None = None
+    # Mixed traffic: every ``write_every``-th request is a PUT of ``body`` to the next of
+    # ``write_paths`` (with ``write_headers``); the others are ``method`` on ``paths``.
+    write_every: int = 0
+    write_paths: list[str] = field(default_factory=list)
+    write_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,6 +125,10 @@ def _lua_string(value: str) -> str:
     return json.dumps(value)  # a JSON string literal is a valid Lua string literal here
 
 
+def _lua_table(headers: dict[str, str]) -> str:
+    return ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
+
+
 def write_script(load: Load, directory: Path) -> Path:
     body_init = ""
     if load.body is not None:
@@ -123,9 +143,10 @@ def write_script(load: Load, directory: Path) -> Path:
     script = _LUA % {
         "paths": ", ".join(_lua_string(p) for p in load.paths),
         "method": load.method,
-        "headers": ", ".join(
-            f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in load.headers.items()
-        ),
+        "headers": _lua_table(load.headers),
+        "write_every": load.write_every,
+        "write_paths": ", ".join(_lua_string(p) for p in load.write_paths),
+        "write_headers": _lua_table(load.write_headers),
         "body_init": body_init,
         "mark": _MARK,
     }
@@ -208,14 +229,20 @@ def run_python(base_url: str, load: Load, *, connections: int, seconds: float) -
             nonlocal counter, errors, received
             while time.perf_counter() < deadline:
                 counter += 1
-                path = load.paths[counter % len(load.paths)]
+                method, path, headers = (
+                    load.method,
+                    load.paths[counter % len(load.paths)],
+                    load.headers,
+                )
                 content = None
-                if load.body is not None:
+                writing = load.write_every > 0 and counter % load.write_every == 0
+                if writing:
+                    turn = (counter // load.write_every) % len(load.write_paths)
+                    method, path, headers = "PUT", load.write_paths[turn], load.write_headers
+                if load.body is not None and (writing or load.write_every == 0):
                     content = load.body[0] + str(counter).encode() + load.body[1]
                 started = time.perf_counter()
-                response = await http.request(
-                    load.method, path, headers=load.headers, content=content
-                )
+                response = await http.request(method, path, headers=headers, content=content)
                 timings.append(time.perf_counter() - started)
                 received += len(response.content)
                 if response.status_code >= 400:

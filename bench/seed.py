@@ -5,8 +5,9 @@ In the database (one scratch database, used by Cellar and the floor alike):
 * the bench user: the big notebook (``bench-big``: 50 cells, 3 PNGs, HTML
   tables and text, about 220 KB as the API serves it), three notebooks for the
   code-update latency (``bench-out-0/1/5``: 0, 1 and 5 MB of outputs over five
-  cells, plus the edited cell), and small notebooks up to ``LIST_SIZE``
-  notebooks in all (the list figure);
+  cells, plus the edited cell), ``SPREAD`` copies of the big one (``bench-spread-k``,
+  for the operations spread over 16 notebooks), and small notebooks up to
+  ``LIST_SIZE`` notebooks in all (the list figure);
 * filler: ``filler`` smaller notebooks over other users (10,000 by default);
 * for search: ``search`` more notebooks (90,000 by default, so 100,000 in all
   with the filler), one in nine of them the search user's; one in a hundred of
@@ -38,6 +39,10 @@ SEED = 20261121
 MB = 1024 * 1024
 LIST_SIZE = 200
 BIG_ID = "bench-big"
+# Copies of the big notebook, for the operations spread over several notebooks of one
+# user (update_spread, mixed): the usual case, people edit their own notebooks.
+SPREAD = 16
+SPREAD_IDS = [f"bench-spread-{k}" for k in range(SPREAD)]
 BIG_CELLS = 50
 EDITED_CELL = "target"
 OUTPUT_CELLS = 5
@@ -245,10 +250,24 @@ async def seed_base(
                     if c.outputs or c.stdout
                 ],
             )
+        await conn.execute(
+            "INSERT INTO notebooks (id, user_id, name, kind, cells) "
+            "SELECT s.id, n.user_id, n.name || ' ' || s.k, n.kind, n.cells "
+            "  FROM notebooks n, unnest($2::text[]) WITH ORDINALITY AS s(id, k) WHERE n.id = $1",
+            BIG_ID,
+            SPREAD_IDS,
+        )
+        await conn.execute(
+            "INSERT INTO cell_runs (notebook_id, cell_id, status, stdout, outputs) "
+            "SELECT s.id, r.cell_id, r.status, r.stdout, r.outputs "
+            "  FROM cell_runs r, unnest($2::text[]) AS s(id) WHERE r.notebook_id = $1",
+            BIG_ID,
+            SPREAD_IDS,
+        )
         # The rest of the bench user's LIST_SIZE notebooks, then the filler.
         await conn.execute(
             _SMALL_NOTEBOOKS.format(owner="$2::uuid", id_prefix="bench-list-"),
-            LIST_SIZE - len(notebooks),
+            LIST_SIZE - len(notebooks) - SPREAD,
             BENCH_USER,
         )
         await conn.execute(

@@ -21,7 +21,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 
 from app.auth.guards import AuthUser
 from app.cursors import MAX_CURSOR_LENGTH
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotFound
 from app.history.headers import seq_header, seq_header_spec
 from app.history.schemas import MergeConflict
 from app.ipynb.controllers import IpynbAnswer, ipynb_response, wants_ipynb
@@ -158,6 +158,15 @@ class NotebookController(Controller):
         They stay `TRASH_RETENTION_DAYS` (default 30), then are deleted for good.
         """
         return await notebooks.trash(current_user.id)
+
+    @delete("/trash", status_code=HTTP_200_OK, include_in_schema=False)
+    async def delete_trash(self) -> None:
+        """`/notebooks/trash` is the trash, no notebook: deleting it finds no notebook (404).
+
+        Without this the static route would answer 405 to what reads as
+        `DELETE /notebooks/{notebook_id}` with the id `trash`.
+        """
+        raise NotFound("notebook not found")
 
     @post(
         operation_id="createNotebook",
@@ -488,6 +497,8 @@ class NotebookController(Controller):
         notebook_id: FromPath[str],
         current_user: NamedDependency[AuthUser],
         notebooks: NamedDependency[NotebookService],
-    ) -> Graph:
+    ) -> Response[Graph]:
         """Which cell feeds which: writer → reader edges, a run order, cycles, conflicts."""
-        return await notebooks.graph(current_user.id, notebook_id)
+        answer = await notebooks.encoded_graph(current_user.id, notebook_id)
+        # Already encoded (maybe kept by the read cache): sent as it is.
+        return cast("Response[Graph]", Response(answer.body, media_type=MediaType.JSON))

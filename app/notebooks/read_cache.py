@@ -1,4 +1,4 @@
-"""Encoded answers of ``GET /notebooks/{id}``, kept per process while the notebook's seq holds.
+"""Encoded answers of ``GET /notebooks/{id}`` (and ``…/graph``), kept while the seq holds.
 
 Most reads of a notebook return exactly the bytes of the previous read, and
 the floor of a full read is PostgreSQL turning the stored JSON back into text
@@ -28,15 +28,21 @@ never copied: a hit hands the very ``bytes`` object to the response.
 from __future__ import annotations
 
 import sys
+from typing import Literal
 from uuid import UUID
 
 import msgspec
 from cachetools import LRUCache
 
-# What an entry costs besides its answer's bytes: the key (a notebook id of up to
-# ~40 characters), the Answer struct, and the cache's own book-keeping (a slot in
-# its data and size dicts, a node of its LRU order).  Measured with tracemalloc
-# on CPython 3.11 (≈ 420 bytes), rounded up.
+# What is kept of a notebook: GET /notebooks/{id}'s answer, GET …/graph's.  Keys are
+# (kind, notebook id) tuples: no notebook id can pass for another kind's key.
+Kind = Literal["notebook", "graph"]
+KINDS: tuple[Kind, ...] = ("notebook", "graph")
+
+# What an entry costs besides its answer's bytes: the key (a tuple of the kind and a
+# notebook id, ~85 bytes as a str), the Answer and entry structs, the cache's own
+# book-keeping (a slot in its data and size dicts, a node of its LRU order).
+# tracemalloc on CPython 3.11: ≈ 320 bytes plus the id, ≈ 410 in all; rounded up.
 ENTRY_OVERHEAD = 512
 
 
@@ -58,12 +64,14 @@ def _size(entry: _Entry) -> int:
 
 
 class ReadCache:
-    """The kept answers of one process, by notebook id; each one valid at its seq only."""
+    """The kept answers of one process, by kind and notebook id; each valid at its seq only."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         # maxsize must be positive for cachetools; a disabled cache is never written.
-        self._entries: LRUCache[str, _Entry] = LRUCache(max(max_bytes, 1), getsizeof=_size)
+        self._entries: LRUCache[tuple[Kind, str], _Entry] = LRUCache(
+            max(max_bytes, 1), getsizeof=_size
+        )
 
     @property
     def enabled(self) -> bool:
@@ -77,23 +85,25 @@ class ReadCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def holds(self, notebook_id: str) -> bool:
+    def holds(self, notebook_id: str, kind: Kind = "notebook") -> bool:
         """Whether an entry for the notebook is kept (at whatever seq, for whoever)."""
-        return notebook_id in self._entries
+        return (kind, notebook_id) in self._entries
 
-    def kept_seq(self, notebook_id: str, owner: UUID) -> int | None:
+    def kept_seq(self, notebook_id: str, owner: UUID, kind: Kind = "notebook") -> int | None:
         """The seq of the answer kept for ``notebook_id`` and ``owner`` (None: none kept)."""
-        entry = self._entries.get(notebook_id)
+        entry = self._entries.get((kind, notebook_id))
         return None if entry is None or entry.owner != owner else entry.answer.seq
 
-    def get(self, notebook_id: str, owner: UUID, seq: int) -> Answer | None:
+    def get(
+        self, notebook_id: str, owner: UUID, seq: int, kind: Kind = "notebook"
+    ) -> Answer | None:
         """The answer kept for ``notebook_id`` if it was read at ``seq`` for ``owner``."""
-        entry = self._entries.get(notebook_id)
+        entry = self._entries.get((kind, notebook_id))
         if entry is None or entry.answer.seq != seq or entry.owner != owner:
             return None
         return entry.answer
 
-    def put(self, notebook_id: str, owner: UUID, answer: Answer) -> None:
+    def put(self, notebook_id: str, owner: UUID, answer: Answer, kind: Kind = "notebook") -> None:
         """Keep ``answer`` (read at ``answer.seq``), unless an entry of a later seq is kept.
 
         Two requests that missed together may finish in either order: the one
@@ -101,15 +111,26 @@ class ReadCache:
         """
         if not self.enabled:
             return
-        kept = self._entries.get(notebook_id)
+        key = (kind, notebook_id)
+        kept = self._entries.get(key)
         if kept is not None and kept.owner == owner and kept.answer.seq > answer.seq:
             return
         entry = _Entry(owner, answer)
         if _size(entry) > self.max_bytes:
-            self._entries.pop(notebook_id, None)  # larger than the whole cache: not kept
+            self._entries.pop(key, None)  # larger than the whole cache: not kept
             return
-        self._entries[notebook_id] = entry
+        self._entries[key] = entry
+
+    def forget_before(self, notebook_id: str, seq: int) -> None:
+        """Forget the notebook's entries read before ``seq`` (the realtime listener heard of
+        event ``seq``): they can no longer be used, and their memory goes back at once.
+        Memory only: an entry kept would only be found stale by the next read."""
+        for kind in KINDS:
+            entry = self._entries.get((kind, notebook_id))
+            if entry is not None and entry.answer.seq < seq:
+                del self._entries[(kind, notebook_id)]
 
     def drop(self, notebook_id: str) -> None:
-        """Forget the notebook's entry (the realtime listener heard of a change): memory only."""
-        self._entries.pop(notebook_id, None)
+        """Forget the notebook's entries (the realtime listener heard of a change): memory only."""
+        for kind in KINDS:
+            self._entries.pop((kind, notebook_id), None)

@@ -42,7 +42,7 @@ from app.notebooks.connections import mask_password
 from app.notebooks.demo import load_demo
 from app.notebooks.events import outputs_event
 from app.notebooks.graph import CellDeps, Graph, build_graph
-from app.notebooks.read_cache import Answer, ReadCache
+from app.notebooks.read_cache import Answer, Kind, ReadCache
 from app.notebooks.schemas import (
     DEFAULT_PAGE,
     Cell,
@@ -55,13 +55,14 @@ from app.notebooks.schemas import (
 )
 from app.observability.metrics import READ_CACHE_READS, READ_CACHE_SIZE
 from app.replicas.routing import read
-from app.store import events, users
+from app.store import checkpoints, events, users
 from app.store import notebooks as store
 from app.store.notebooks import (
     Changed,
     EditedCell,
     NewNotebook,
     NotebookKind,
+    NotebookRow,
     NotebookState,
     Precondition,
     RunState,
@@ -81,9 +82,8 @@ __all__ = ["NotebookService", "Precondition", "explain", "purge_trash"]
 PURGE_BATCH = 200
 
 T = TypeVar("T")
+V = TypeVar("V")
 log = logging.getLogger(__name__)
-
-_HIT, _STALE, _MISS = (READ_CACHE_READS.labels(result) for result in ("hit", "stale", "miss"))
 
 
 class _Deps(msgspec.Struct, frozen=True):
@@ -196,41 +196,78 @@ class NotebookService:
         spare the statement.  ``known`` as for ``get``.  See
         ``app.notebooks.read_cache``.
         """
+
+        def encode(row: store.NotebookRow) -> bytes:
+            return ENCODE(self._notebook(row))
+
+        return await self._kept_or_read(
+            "notebook", user_id, notebook_id, store.get_changed, encode, known, at
+        )
+
+    def changed(self, notebook_id: str, seq: int) -> None:
+        """The realtime listener heard that ``notebook_id`` committed event ``seq``."""
+        if self.read_cache.enabled:
+            self.read_cache.forget_before(notebook_id, seq)
+            READ_CACHE_SIZE.set(self.read_cache.size)
+
+    async def encoded_graph(self, user_id: UUID, notebook_id: str) -> Answer:
+        """``GET …/graph``'s answer, encoded: kept like GET's (``encoded``), by seq."""
+
+        def encode(cells: str) -> bytes:
+            return ENCODE(_graph(cells))
+
+        return await self._kept_or_read("graph", user_id, notebook_id, store.cells_changed, encode)
+
+    async def _kept_or_read(
+        self,
+        kind: Kind,
+        user_id: UUID,
+        notebook_id: str,
+        changed: Callable[
+            [asyncpg.Connection, str, UUID, int | None], Awaitable[store.Current[V] | None]
+        ],
+        encode: Callable[[V], bytes],
+        known: int | None = None,
+        at: Changed | None = None,
+    ) -> Answer:
+        """The kept answer of ``kind`` while the notebook's seq is its own, else read and kept.
+
+        ``changed`` is the store's one statement: revision, seq, and the value
+        to encode only when the seq is not the one passed.
+        """
         _addressable(notebook_id)
         cache = self.read_cache
-        kept = cache.kept_seq(notebook_id, user_id)
+        kept = cache.kept_seq(notebook_id, user_id, kind)
         if kept is not None and at is not None and at.seq == kept:
-            answer = cache.get(notebook_id, user_id, kept)
+            answer = cache.get(notebook_id, user_id, kept, kind)
             if answer is not None:
-                _HIT.inc()
+                _counted(kind, "hit")
                 return answer
-        current = await read(
-            lambda conn: store.get_changed(conn, notebook_id, user_id, kept),
-            fresh=lambda found: found is not None and (known is None or found.revision >= known),
-        )
-        if current is None:
-            raise NotFound("notebook not found")
-        if current.row is None:
-            answer = cache.get(notebook_id, user_id, current.seq)
-            if answer is not None:
-                _HIT.inc()
-                return answer
-            # Dropped or replaced since (another request, the realtime listener): read it.
-            current = await read(
-                lambda conn: store.get_changed(conn, notebook_id, user_id, None),
+
+        async def current(seq: int | None) -> store.Current[V]:
+            found = await read(
+                lambda conn: changed(conn, notebook_id, user_id, seq),
                 fresh=lambda found: (
                     found is not None and (known is None or found.revision >= known)
                 ),
             )
-            if current is None:
+            if found is None:
                 raise NotFound("notebook not found")
-        assert current.row is not None  # asked with no seq kept: the row comes
+            return found
+
+        found = await current(kept)
+        if found.value is None:
+            answer = cache.get(notebook_id, user_id, found.seq, kind)
+            if answer is not None:
+                _counted(kind, "hit")
+                return answer
+            # Dropped or replaced meanwhile (another request, the realtime listener).
+            found = await current(None)
+        assert found.value is not None  # asked with no seq: the value comes
+        answer = Answer(encode(found.value), found.revision, found.seq)
         if cache.enabled:
-            (_MISS if kept is None else _STALE).inc()
-        row = current.row
-        answer = Answer(ENCODE(self._notebook(row)), row.revision, row.seq)
-        if cache.enabled:
-            cache.put(notebook_id, user_id, answer)
+            _counted(kind, "miss" if kept is None else "stale")
+            cache.put(notebook_id, user_id, answer, kind)
             READ_CACHE_SIZE.set(cache.size)
         return answer
 
@@ -255,6 +292,10 @@ class NotebookService:
         if row is None:
             raise NotFound("notebook not found")
         return row
+
+    def shown(self, row: NotebookRow) -> Notebook:
+        """A stored notebook (or a checkpoint of one) as the API shows it."""
+        return self._notebook(row)
 
     def _notebook(self, row: store.NotebookRow) -> Notebook:
         """The stored row with each cell's run state merged in and the password masked."""
@@ -292,7 +333,7 @@ class NotebookService:
         )
         if cells is None:
             raise NotFound("notebook not found")
-        return build_graph([CellDeps(c.id, c.reads, c.writes) for c in _DEPS.decode(cells)])
+        return _graph(cells)
 
     # -- notebooks -------------------------------------------------------------
 
@@ -359,13 +400,18 @@ class NotebookService:
     ) -> Changed:
         """To the trash (one more revision), or with ``purge`` for good, from wherever it is."""
         if purge:
+
+            async def purge_it(conn: asyncpg.Connection) -> Changed | None:
+                # Its checkpoints' and runs' payloads go too, unless shared with others.
+                keys = await checkpoints.payload_keys(conn, notebook_id, user_id)
+                changed = await store.purge(conn, notebook_id, user_id, pre)
+                if changed is not None:
+                    await checkpoints.collect(conn, user_id, keys)
+                return changed
+
+            # The purge's statement wakes listeners itself (no event is left to read).
             return await _change(
-                lambda conn: store.purge(conn, notebook_id, user_id, pre),
-                user_id,
-                notebook_id,
-                pre,
-                scope="anywhere",
-                wake=False,  # the purge's statement wakes listeners itself (no event left)
+                purge_it, user_id, notebook_id, pre, scope="anywhere", atomic=True, wake=False
             )
         return await _change(
             lambda conn: store.move_to_trash(conn, notebook_id, user_id, pre),
@@ -375,9 +421,8 @@ class NotebookService:
         )
 
     async def trash(self, user_id: UUID) -> TrashList:
-        """The user's trashed notebooks, most recently deleted first."""
-        async with connection() as conn:
-            return TrashList(notebooks=await store.trash(conn, user_id))
+        """The user's trashed notebooks, most recently deleted first (a replica may answer)."""
+        return TrashList(notebooks=await read(lambda conn: store.trash(conn, user_id)))
 
     async def restore_from_trash(
         self, user_id: UUID, notebook_id: str, pre: Precondition
@@ -536,6 +581,12 @@ async def purge_trash(retention_days: int) -> int:
             batch = await store.purge_trashed(conn, retention_days, PURGE_BATCH)
         purged += len(batch)
         if len(batch) < PURGE_BATCH:
+            break
+    # Then the checkpoint payloads nothing refers to any more (the purged notebooks').
+    while True:
+        async with connection() as conn:
+            swept = await checkpoints.sweep(conn, PURGE_BATCH)
+        if swept < PURGE_BATCH:
             return purged
 
 
@@ -677,6 +728,15 @@ async def _refused(
         raise error
     assert state is not None  # explain answers a missing notebook
     raise RevisionConflict(state.revision, "the notebook changed while saving; try again")
+
+
+def _graph(cells: str) -> Graph:
+    """The dependency graph of a notebook's stored cells (JSON text)."""
+    return build_graph([CellDeps(c.id, c.reads, c.writes) for c in _DEPS.decode(cells)])
+
+
+def _counted(kind: Kind, result: str) -> None:
+    READ_CACHE_READS.labels(kind, result).inc()
 
 
 def _addressable(*ids: str) -> None:

@@ -72,7 +72,7 @@ _SECRET = re.compile(
     r"(?P<url>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@]*@\S*|\bpostgres(?:ql)?://\S+)"
     r"|(?P<bearer>\b[Bb]earer\s+)\S+"
     r"|\beyJ[\w-]{4,}\.[\w-]+\.[\w-]*"
-    r"|(?P<key>\b(?:password|passwd|pwd|secret|token)\s*[=:]\s*)[^\s,;&]+",
+    r"|(?P<key>\b(?:password|passwd|pwd|secret|token|ticket)\s*[=:]\s*)[^\s,;&]+",
     re.IGNORECASE,
 )
 

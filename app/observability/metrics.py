@@ -144,20 +144,20 @@ def replica_gauges(replica: str) -> tuple[Gauge, Gauge]:
     return REPLICA_UP.labels(replica), REPLICA_LAG.labels(replica)
 
 
-# -- realtime (SPEC §11; fed once realtime lands, see docs/operations.md) -------------------
+# -- realtime (SPEC §11; fed by app.realtime, see docs/realtime.md) ---------------------------
 
 REALTIME_CLIENTS = Gauge(
     "cellar_realtime_clients",
-    "Realtime clients (WebSocket connections) connected to this instance.",
+    "Realtime clients (WebSocket and SSE) subscribed to a notebook's events.",
     multiprocess_mode="livesum",
 )
 REALTIME_EVENTS = Counter(
     "cellar_realtime_events_delivered",
-    "Notebook events sent to realtime clients.",
+    "Notebook events sent to realtime clients (catch-up included).",
 )
 REALTIME_LAG = Histogram(
     "cellar_realtime_fanout_lag_seconds",
-    "Time from an event's commit to its delivery to a client (fan-out lag).",
+    "Time from an event's commit (its notification's arrival) to its send (fan-out lag).",
     buckets=LAG_BUCKETS,
 )
 
@@ -165,9 +165,10 @@ REALTIME_LAG = Histogram(
 
 READ_CACHE_READS = Counter(
     "cellar_read_cache_reads",
-    "GET /notebooks/{id} reads by what the read cache did: hit (kept bytes sent), stale "
-    "(kept at an older seq: read in full), miss (none kept: read in full).",
-    ["result"],
+    "Reads of GET /notebooks/{id} (kind notebook) and …/graph (kind graph) by what the read "
+    "cache did: hit (kept bytes sent), stale (kept at an older seq: read in full), miss (none "
+    "kept: read in full).",
+    ["kind", "result"],
 )
 READ_CACHE_SIZE = Gauge(
     "cellar_read_cache_bytes",

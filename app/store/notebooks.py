@@ -24,7 +24,7 @@ Conventions every statement follows:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, NamedTuple, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -303,6 +303,13 @@ SELECT n.revision, n.seq, g.*
 """
 REVISION = f"SELECT n.revision, n.seq FROM notebooks n WHERE {OWNED}"
 CELLS = f"SELECT n.cells FROM notebooks n WHERE {OWNED}"
+# The same for the graph's read: the cells only when the seq is not $3.
+CELLS_CHANGED = f"""
+SELECT n.revision, n.seq, g.cells
+  FROM notebooks n
+  LEFT JOIN LATERAL (SELECT n.cells WHERE n.seq IS DISTINCT FROM $3::bigint) AS g ON true
+ WHERE {OWNED}
+"""
 # The first column says whether the user was provisioned; the rest are a
 # NotebookSummary, NULL when the user has no notebook.
 LIST = f"""
@@ -471,12 +478,19 @@ MOVE_CELL = _change(
 )
 # $5 the cell's id.  Its run state goes by DELETE_RUN in the same transaction,
 # as a statement of its own, so that it sees a run written while this one waited.
+# The event holds where the cell was and the cell itself, read from the row
+# locked first (``old``, as the move does): what a restore of the cell from its
+# history puts back, at that index (SPEC §13).
 REMOVE_CELL = _change(
     f"cells = n.cells - {_position('$5')}",
-    f" AND {_has_cell('$5')}",
+    f" AND n.id = old.id AND {_has_cell('$5')}",
     op="cell_delete",
     cell_id="$5",
-    data="'{}'::jsonb",
+    before=f"old AS (SELECT n.id, {_position('$5')} AS position,"
+    f" n.cells -> {_position('$5')} AS cell FROM notebooks n WHERE {OWNED} FOR UPDATE), ",
+    using="FROM old",
+    carry=", old.position AS event_from, old.cell AS event_cell",
+    data="jsonb_build_object('index', event_from, 'cell', event_cell)",
 )
 DELETE_RUN = "DELETE FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
 # The row goes, and its events with it (ON DELETE CASCADE): no event can record
@@ -511,8 +525,10 @@ RETURNING id
 """
 # Upsert a cell's run state ($3… its fields, then the event's data); the notebook's
 # revision stays as it is, its seq goes up by one for the ``outputs`` event.  The
-# UPDATE waits for a concurrent change of the notebook (a cell deletion holds
-# the row) and then re-checks that the cell is still there.
+# new state is no stored checkpoint payload (``blob``, app.store.checkpoints) until
+# the next checkpoint stores it.  The UPDATE waits for a concurrent change of the
+# notebook (a cell deletion holds the row) and then re-checks that the cell is
+# still there.
 _RUN_FIELDS = len(RunState.__struct_fields__)
 WRITE_RUN = f"""
 WITH changed AS (
@@ -525,7 +541,7 @@ WITH changed AS (
       FROM changed
     ON CONFLICT (notebook_id, cell_id) DO UPDATE
        SET {", ".join(f"{name} = EXCLUDED.{name}" for name in RunState.__struct_fields__[1:])},
-           updated_at = now()
+           updated_at = now(), blob = NULL
 ), event AS (
     INSERT INTO notebook_events ({EVENT_COLUMNS})
     SELECT id, seq, user_id, revision, user_id::text, 'outputs', $3, ${_RUN_FIELDS + 3}::jsonb
@@ -543,17 +559,20 @@ async def get(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Note
     return None if record is None else with_runs(NotebookRow, record)
 
 
-class Current(NamedTuple):
-    """What ``get_changed`` found: the revision and seq, and the row unless the seq was known."""
+V = TypeVar("V")
+
+
+class Current(NamedTuple, Generic[V]):
+    """The revision and seq of a notebook, and what was asked of it unless the seq was known."""
 
     revision: int
     seq: int
-    row: NotebookRow | None
+    value: V | None
 
 
 async def get_changed(
     conn: asyncpg.Connection, notebook_id: str, user_id: UUID, known_seq: int | None
-) -> Current | None:
+) -> Current[NotebookRow] | None:
     """The notebook's revision and seq, with GET's row unless its seq is ``known_seq``."""
     record = await conn.fetchrow(GET_CHANGED, notebook_id, user_id, known_seq)
     if record is None:
@@ -561,6 +580,15 @@ async def get_changed(
     revision, seq, *fields = record
     row = None if fields[0] is None else with_runs(NotebookRow, fields)
     return Current(int(revision), int(seq), row)
+
+
+async def cells_changed(
+    conn: asyncpg.Connection, notebook_id: str, user_id: UUID, known_seq: int | None
+) -> Current[str] | None:
+    """The notebook's revision and seq, with its cells (JSON text) unless its seq is
+    ``known_seq``."""
+    record = await conn.fetchrow(CELLS_CHANGED, notebook_id, user_id, known_seq)
+    return None if record is None else Current(int(record[0]), int(record[1]), record[2])
 
 
 async def revision(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> Changed | None:

@@ -70,6 +70,10 @@ _CODE_SUBSTRING_BONUS = 0.2
 # three of them in a row yields no trigram and the index would scan everything.
 _TRIGRAM_RUN = re.compile(r"[^\W_]{3}")
 _LIKE_SPECIAL = re.compile(r"([\\%_])")
+# A negation in web search syntax: a word with a leading minus, at the start or after
+# a space (``a-b`` is one term, as websearch_to_tsquery reads it).
+_NEGATION = re.compile(r"(?:^|\s)-[^\s-]")
+_WORD = re.compile(r"[^\W_]")
 
 TRIGRAM_INDEXES = """
 SELECT to_regclass('cell_search_code_trgm') IS NOT NULL
@@ -133,6 +137,11 @@ class Parts:
     # Per matched cell_search row: its share of the rank, whether it holds q as typed.
     code_rank: str = ""
     code_flag: str = ""
+    # What must hold of the notebook as a whole (all its code and its name): a
+    # negated term is absent from every cell.  ``pure``: the query is negations only,
+    # so no cell or name "hits" and no index can find the matches: the walk does.
+    whole: str = ""
+    pure: str = ""
 
 
 def _tsquery(q: str) -> str:
@@ -158,6 +167,39 @@ def full_text(q: str) -> Parts:
             f"THEN ts_headline('simple', s.code, {tsquery}, "
             "'MaxFragments=1, MaxWords=12, MinWords=3, StartSel=<<, StopSel=>>') "
         ),
+    )
+
+
+def negated_text(q: str) -> Parts:
+    """``q`` with negations (``-KMeans``): they hold per notebook, not per cell.
+
+    A notebook is found by a cell or its name matching the positive part of
+    ``q`` (``querytree``: what an index can search for), and kept only when
+    its whole text (every cell's ``code_tsv`` and the name, concatenated by
+    ``cellar_tsvector_agg``) matches ``q``: ``pandas -KMeans`` is a notebook
+    with pandas somewhere and KMeans nowhere.  A query of negations only
+    (``-KMeans``) has no positive part: every notebook without KMeans.
+    """
+    plain = full_text(q)
+    tree = f"querytree(websearch_to_tsquery('simple', {q}))"
+    positive = f"(SELECT CASE WHEN {tree} = 'T' THEN NULL ELSE {tree}::tsquery END)"
+    whole = (
+        "(coalesce((SELECT cellar_tsvector_agg(w.code_tsv) FROM cell_search w"
+        " WHERE w.notebook_id = n.id), ''::tsvector) || n.name_tsv)"
+        f" @@ {_tsquery(q)}"
+    )
+    return Parts(
+        code_hit=f"s.code_tsv @@ {positive}",
+        name_hit=f"m.name_tsv @@ {positive}",
+        code_rank=(
+            f"CASE WHEN s.code_tsv @@ {positive}\n"
+            f"                           THEN ts_rank_cd(s.code_tsv, {positive})::float8 ELSE 0 END"
+        ),
+        cell_hit=plain.cell_hit,
+        rank=f"coalesce(ts_rank_cd(n.name_tsv, {positive})::float8, 0) + h.text_rank",
+        snippet=plain.snippet,
+        whole=whole,
+        pure=f"(SELECT {tree} = 'T')",
     )
 
 
@@ -240,7 +282,7 @@ WITH found AS MATERIALIZED (
       FROM {source}
      WHERE n.user_id = $1 AND {range}{where}
 ), probe AS (
-    SELECT $11::boolean OR count(*) FILTER (WHERE {walk_match}) >= {probe_hits}
+    SELECT $11::boolean{pure} OR count(*) FILTER (WHERE {walk_match}) >= {probe_hits}
            OR count(*) < {probe} AS walk
       FROM (SELECT n.id, n.updated_at, n.name, n.name_tsv, n.cells
               FROM notebooks n
@@ -382,6 +424,9 @@ def _assemble(text: list[Parts], conditions: list[Parts], phase: int) -> str:
     cell_where = [part.cell_where for part in conditions if part.cell_where]
     where = "".join(f" AND {part.where}" for part in every if part.where)
     walk_match = [part.where for part in conditions if part.where]
+    wholes = [part.whole for part in text if part.whole]
+    where += "".join(f" AND {whole}" for whole in wholes)
+    pure = "".join(f" OR {part.pure}" for part in text if part.pure)
     text_rank = walk_cells = ""
     if text:
         code_hit = " OR ".join(part.code_hit for part in text)
@@ -399,7 +444,8 @@ def _assemble(text: list[Parts], conditions: list[Parts], phase: int) -> str:
             f"\n                          WHERE s.notebook_id = n.id AND ({code_hit})"
             "\n                          LIMIT 1) AS c ON true"
         )
-        walk_match.insert(0, f"(c.hit OR {name_hit.replace('m.', 'n.')})")
+        walk_match.insert(0, f"(c.hit OR {name_hit.replace('m.', 'n.')}{pure})")
+        walk_match[1:1] = wholes
         hits = [part.cell_hit for part in text]
         cell_where.insert(0, hits[0] if len(hits) == 1 else f"({' OR '.join(hits)})")
     snippets = "".join(part.snippet for part in every)
@@ -410,6 +456,7 @@ def _assemble(text: list[Parts], conditions: list[Parts], phase: int) -> str:
         rank=rank,
         where=where,
         walk_match=" AND ".join(walk_match),
+        pure=pure,
         walk_cells=walk_cells,
         text_rank=text_rank,
         visits=VISITS,
@@ -430,12 +477,13 @@ class Shape(NamedTuple):
     text: bool
     substring: bool
     filtered: bool
+    negated: bool = False  # q holds a negation (-word): see negated_text
 
 
 def _statement(shape: Shape, phase: int) -> str:
     numbers = iter(range(FIRST_PARAMETER, FIRST_PARAMETER + 4))
     q = f"${next(numbers)}" if shape.text else ""
-    text = [full_text(q)] if shape.text else []
+    text = [(negated_text if shape.negated else full_text)(q)] if shape.text else []
     if shape.substring:
         text.append(substring(q, f"${next(numbers)}"))
     conditions = [cell_filter(f"${next(numbers)}")] if shape.filtered else []
@@ -448,6 +496,8 @@ SHAPES = (
     Shape(text=True, substring=False, filtered=True),
     Shape(text=True, substring=True, filtered=True),
     Shape(text=False, substring=False, filtered=True),
+    Shape(text=True, substring=False, filtered=False, negated=True),
+    Shape(text=True, substring=False, filtered=True, negated=True),
 )
 STATEMENTS = {(shape, phase): _statement(shape, phase) for shape in SHAPES for phase in (1, 2)}
 
@@ -486,7 +536,16 @@ def statement(
 ) -> SearchStatement:
     """The statement for one window of a search (``trigram``: whether the trigram indexes
     exist), from ``at``, ``limit`` rows at most."""
-    substring_too = q is not None and trigram and _TRIGRAM_RUN.search(q) is not None
+    negated = q is not None and _NEGATION.search(q) is not None
+    # Symbols only (no letter or digit: an emoji, ``%%``): nothing for full text, no
+    # trigram either; the substring is tested cell by cell on the walk, which is forced.
+    symbols = q is not None and _WORD.search(q) is None
+    substring_too = (
+        q is not None
+        and not negated
+        and (symbols or (trigram and _TRIGRAM_RUN.search(q) is not None))
+    )
+    walk = walk or symbols
     filtered = cell_type is not None or writes is not None
     end = at.end if at.end is not None else phase_end(at.phase)
     after = at.after if at.after is not None else (float("inf"), _LATEST, "")
@@ -510,7 +569,7 @@ def statement(
         if writes is not None:
             cell["writes"] = [writes]
         args.append(msgspec.json.encode([cell]).decode())
-    sql = STATEMENTS[Shape(q is not None, substring_too, filtered), at.phase]
+    sql = STATEMENTS[Shape(q is not None, substring_too, filtered, negated), at.phase]
     return SearchStatement(sql, tuple(args))
 
 

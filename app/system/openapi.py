@@ -284,7 +284,10 @@ def openapi_config() -> OpenAPIConfig:
             "`/auth/register`, `/auth/token` and this schema needs `Authorization: Bearer "
             "<token>`: get one from `POST /auth/token`, then use *Authorize*. Mutations take "
             "an optional `expected_revision` (or `If-Match`); when it is not the current "
-            "revision the answer is 409 (412) with the current `revision`, and nothing changes."
+            "revision the answer is 409 (412) with the current `revision`, and nothing changes. "
+            "With read replicas configured, a successful mutation's answer carries "
+            "`Cellar-Consistency: <token>`: send the last one back on reads and they never "
+            "show older data than you wrote (docs/scaling.md)."
         ),
         path=SCHEMA_PATH,
         render_plugins=[OfflineSwagger()],

@@ -141,6 +141,33 @@ async def fresh_notebook(client: AsyncClient, headers: dict[str, str]) -> tuple[
     return notebook_id, body["cells"][0]["id"], body["revision"]
 
 
+# Routes that act on a notebook in the trash (SPEC §13): their notebook is trashed first,
+# so that a field's value, not the notebook's place, decides the answer.
+ON_TRASHED = {"/notebooks/{notebook_id}/restore"}
+# Routes that act on a checkpoint or a version of a cell get a real one.
+WITH_CHECKPOINT = "{checkpoint_id}"
+CELL_RESTORE = "/notebooks/{notebook_id}/cells/{cell_id}/restore"
+
+
+async def real_targets(
+    client: AsyncClient, headers: dict[str, str], path: str, notebook_id: str, cell_id: str
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """(more path ids, body values) that make a request of ``path`` find what it names."""
+    base = f"/notebooks/{notebook_id}"
+    if WITH_CHECKPOINT in path:
+        taken = await client.post(f"{base}/checkpoints", json={}, headers=headers)
+        assert taken.status_code == 201, taken.text
+        return {"checkpoint_id": taken.json()["id"]}, {}
+    if path == CELL_RESTORE:
+        edited = await client.put(
+            f"{base}/cells/{cell_id}", json={"code": "a = 1"}, headers=headers
+        )
+        assert edited.status_code == 200, edited.text
+        history = await client.get(f"{base}/cells/{cell_id}/history", headers=headers)
+        return {}, {"seq": history.json()["versions"][0]["seq"]}
+    return {}, {}
+
+
 async def send(
     client: AsyncClient,
     headers: dict[str, str],
@@ -152,10 +179,14 @@ async def send(
 ) -> Response:
     """The route with a valid request except for ``field``, which carries ``value``."""
     notebook_id, cell_id, _ = await fresh_notebook(client, headers)
-    ids = {"notebook_id": notebook_id, "cell_id": cell_id}
+    if field.operation.path in ON_TRASHED:
+        trashed = await client.delete(f"/notebooks/{notebook_id}", headers=headers)
+        assert trashed.status_code == 200, trashed.text
+    more, known = await real_targets(client, headers, field.operation.path, notebook_id, cell_id)
+    ids = {"notebook_id": notebook_id, "cell_id": cell_id, **more}
     if field.location == "path":
         ids[field.name] = as_text(value)
-    request = field.operation.request(document, ids)
+    request = field.operation.request(document, ids, known)
     content = request.content
     params: dict[str, str] = {}
     request_headers = {**headers, **request.headers}

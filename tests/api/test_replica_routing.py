@@ -130,6 +130,26 @@ async def test_a_read_with_the_token_is_never_stale_while_the_standby_lags(
     assert reads(standby(settings)) == replica_before + 1
 
 
+async def test_the_trash_with_the_token_while_the_standby_lags(
+    client: httpx.AsyncClient, tokenless: httpx.AsyncClient, paused: Pair
+) -> None:
+    headers = await new_user_headers(client)
+    await paused.resume()
+    notebook_id, _ = await notebook(client, headers)
+    await paused.caught_up()
+    await paused.pause()
+    trashed = await client.delete(f"/notebooks/{notebook_id}", headers=headers)
+    assert trashed.status_code == 200, trashed.text
+    token = {"Cellar-Consistency": trashed.headers["cellar-consistency"]}
+    gone = await tokenless.get(f"/notebooks/{notebook_id}", headers={**headers, **token})
+    assert gone.status_code == 404
+    listed = await tokenless.get("/notebooks/trash", headers={**headers, **token})
+    assert [n["id"] for n in listed.json()["notebooks"]] == [notebook_id]
+    # The lagging standby, asked without the token, has not seen it go.
+    stale = await tokenless.get("/notebooks/trash", headers=headers)
+    assert stale.json()["notebooks"] == []
+
+
 async def test_if_none_match_newer_than_the_standby_goes_to_the_primary(
     client: httpx.AsyncClient, tokenless: httpx.AsyncClient, paused: Pair
 ) -> None:

@@ -470,3 +470,53 @@ async def test_q_may_be_left_out_with_a_filter_and_limit_100_is_allowed(client: 
     assert ids(await search(client, headers, writes="df", limit=100)) == [notebook_id]
     assert ids(await search(client, headers, q="", writes="df")) == [notebook_id]
     assert ids(await search(client, headers, writes=" df ")) == [notebook_id]
+
+
+# -- search means what it says (issue 16 item 6) -------------------------------------------
+
+
+async def test_a_negation_excludes_notebooks_holding_the_term_in_any_cell(client: Any) -> None:
+    headers = await new_user_headers(client)
+    kmeans, _ = await make_notebook(
+        client,
+        headers,
+        "clusters",
+        ("python", "from sklearn.cluster import KMeans"),
+        ("python", "import pandas as pd"),
+    )
+    plain, _ = await make_notebook(client, headers, "frames", ("python", "import pandas as pd"))
+    named, _ = await make_notebook(client, headers, "KMeans notes", ("python", "import pandas"))
+    assert set(ids(await search(client, headers, q="kmeans"))) == {kmeans, named}
+    # Today's cells without KMeans no longer let their notebook through.
+    assert set(ids(await search(client, headers, q="pandas -KMeans"))) == {plain}
+    # Negations only: every notebook of the user without the term (blank and demo too).
+    found = set(ids(await search(client, headers, q="-KMeans", limit=100)))
+    assert plain in found and kmeans not in found and named not in found
+    # The snippets are the cells that match the positive part.
+    (result,) = await search(client, headers, q="pandas -KMeans")
+    assert [m["snippet"] for m in result["matches"]] == ["import <<pandas>>"]
+    # A hyphen inside a word is not a negation.
+    assert await search(client, headers, q="scikit-learn") == []
+
+
+async def test_emoji_and_symbols_find_the_cells_that_hold_them(client: Any) -> None:
+    headers = await new_user_headers(client)
+    wave, (cell,) = await make_notebook(client, headers, "w", ("python", 'print("👋 hello")'))
+    await make_notebook(client, headers, "n", ("python", 'print("hello")'))
+    (result,) = await search(client, headers, q="👋")
+    assert result["notebook_id"] == wave
+    assert result["matches"] == [{"cell_id": cell, "snippet": 'print("<<👋>> hello")'}]
+    percent, _ = await make_notebook(client, headers, "p", ("python", "x = 10 %% 3"))
+    assert ids(await search(client, headers, q="%%")) == [percent]
+    assert await search(client, headers, q="🦄") == []
+
+
+async def test_punctuation_is_ignored_by_words_and_kept_by_substrings(client: Any) -> None:
+    """docs/paging.md "Punctuation": ``%matplotlib`` finds matplotlib, the magic first."""
+    headers = await new_user_headers(client)
+    magic, _ = await make_notebook(client, headers, "a", ("python", "%matplotlib inline"))
+    imported, _ = await make_notebook(client, headers, "b", ("python", "import matplotlib"))
+    found = await search(client, headers, q="%matplotlib")
+    assert set(ids(found)) == {magic, imported}
+    if await SearchService().trigram_available():
+        assert ids(found)[0] == magic  # as typed, with its %: the substring's bonus

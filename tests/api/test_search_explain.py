@@ -187,6 +187,12 @@ PATHS = [
         SearchQuery(q="venue_by_reg"),
         TEXT_INDEXES,
     ),
+    (
+        "negation",
+        False,
+        SearchQuery(q="revenue_by_region -groupby"),
+        {"cell_search_code_tsv", "notebooks_name_tsv"},
+    ),
     ("type", True, SearchQuery(type="sql"), {"notebooks_cells_path_ops"}),
     ("writes", True, SearchQuery(writes="df"), {"notebooks_cells_path_ops"}),
     ("type + writes", True, SearchQuery(type="python", writes="df"), {"notebooks_cells_path_ops"}),

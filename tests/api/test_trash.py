@@ -170,6 +170,8 @@ async def test_trash_is_not_taken_for_a_notebook_id(client: Any) -> None:
     headers = await fresh_user_headers(client)
     assert await trash_list(client, headers) == []
     assert (await client.get("/notebooks/trash/graph", headers=headers)).status_code == 404
+    # Read as DELETE /notebooks/{notebook_id}: no notebook has that id.
+    assert (await client.delete("/notebooks/trash", headers=headers)).status_code == 404
 
 
 async def test_purge_deletes_every_row_for_good(client: Any) -> None:

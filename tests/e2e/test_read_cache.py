@@ -59,7 +59,8 @@ async def new_notebook(http: httpx.AsyncClient, headers: dict[str, str]) -> tupl
 
 
 def counter(metrics: str, result: str) -> float:
-    match = re.search(rf'^cellar_read_cache_reads_total{{result="{result}"}} (\S+)$', metrics, re.M)
+    series = f'cellar_read_cache_reads_total{{kind="notebook",result="{result}"}}'
+    match = re.search(rf"^{re.escape(series)} (\S+)$", metrics, re.M)
     return float(match.group(1)) if match else 0.0
 
 
@@ -126,7 +127,8 @@ async def test_a_read_after_an_acknowledged_write_always_shows_it(
         after = (await reader.get("/metrics")).text
         assert len(reads) > 2 * WRITES
         assert counter(after, "hit") > counter(before, "hit"), "no read was sent from the cache"
-        assert counter(after, "stale") > counter(before, "stale")
+        full = sum(counter(after, r) - counter(before, r) for r in ("stale", "miss"))
+        assert full >= 1  # stale, or dropped by the realtime listener first
 
 
 async def test_another_users_notebook_is_never_sent_from_a_cache(

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-# The read routes (list and its pages, GET, graph, search, conditional GETs, history) and
+# The read routes (list and its pages, GET, graph, search, conditional GETs, history, trash) and
 # the replica's own tests.
 WITH_REPLICA = (
     "tests/api/test_replica_routing.py",
@@ -52,6 +52,7 @@ WITH_REPLICA = (
     "tests/api/test_notebook_pages.py",
     "tests/api/test_events.py",
     "tests/api/test_history.py",
+    "tests/api/test_trash.py",
 )
 MIN_PASSED = 200
 TIMEOUT = 900.0

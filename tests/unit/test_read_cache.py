@@ -74,3 +74,25 @@ def test_drop_forgets() -> None:
     cache.drop("nb")
     cache.drop("never kept")
     assert not cache.holds("nb") and cache.size == 0
+
+
+def test_forget_before_drops_only_older_answers_of_every_kind() -> None:
+    cache = ReadCache(10_000)
+    cache.put("nb", ALICE, answer(seq=5))
+    cache.put("nb", ALICE, answer(seq=5), kind="graph")
+    cache.put("other", ALICE, answer(seq=1))
+    cache.forget_before("nb", 5)  # the event the entries were read at: still current
+    assert cache.holds("nb") and cache.holds("nb", "graph")
+    cache.forget_before("nb", 6)
+    assert not cache.holds("nb") and not cache.holds("nb", "graph")
+    assert cache.holds("other")
+
+
+def test_kinds_are_kept_apart() -> None:
+    cache = ReadCache(10_000)
+    cache.put("nb", ALICE, answer(seq=3, size=10))
+    assert cache.get("nb", ALICE, 3, kind="graph") is None
+    cache.put("nb", ALICE, answer(seq=3, size=20), kind="graph")
+    notebook, graph = cache.get("nb", ALICE, 3), cache.get("nb", ALICE, 3, kind="graph")
+    assert notebook is not None and graph is not None
+    assert (len(notebook.body), len(graph.body)) == (10, 20)
