@@ -326,6 +326,7 @@ async def measure_seam(
         max_lag_seconds=5,
         pool_options=pool_options(settings),
         primary=lambda: engine.pool,
+        primary_url=primary,
     )
     await replicas.start()
     routing.install(replicas)

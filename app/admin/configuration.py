@@ -21,6 +21,7 @@ from piccolo_api.rate_limiting.middleware import InMemoryLimitProvider
 from piccolo_api.session_auth.tables import SessionsBase
 
 from app.admin.entry import AdminEntry
+from app.admin.forms import FORMS
 from app.admin.guards import (
     no_create_or_replace,
     notebook_values,
@@ -74,9 +75,9 @@ def build_admin(settings: Settings) -> AdminEntry:
             TableConfig(
                 notebooks,
                 visible_columns=_columns(notebooks, "id", "name", "user_id", "kind", "revision",
-                                         "updated_at"),
+                                         "updated_at", "deleted_at"),
                 visible_filters=_columns(notebooks, "name", "user_id", "kind", "revision",
-                                         "updated_at"),
+                                         "updated_at", "deleted_at"),
                 order_by=[OrderBy(_column(notebooks, "updated_at"), ascending=False)],
                 hooks=[Hook(HookType.pre_patch,
                             patch_guard(notebooks, notebook_values(settings)))],
@@ -100,6 +101,7 @@ def build_admin(settings: Settings) -> AdminEntry:
                 menu_group="Admin accounts",
             ),
         ],
+        forms=FORMS,
         auth_table=BaseUser,
         session_table=SessionsBase,
         production=settings.admin_secure_cookies,

@@ -29,6 +29,7 @@ def build_replicas(settings: Settings) -> ReplicaSet | None:
         max_lag_seconds=settings.replica_max_lag_seconds,
         pool_options=pool_options(settings),
         primary=lambda: engine.pool,
+        primary_url=_required_url(settings),
         check_timeout=settings.health_timeout_seconds,
     )
 
@@ -52,3 +53,9 @@ def replica_lifespan(
 
 
 __all__ = ["ConsistencyMiddleware", "build_replicas", "replica_lifespan"]
+
+
+def _required_url(settings: Settings) -> str:
+    if settings.database_url is None:  # prepare_environment always sets one
+        raise RuntimeError("DATABASE_URL is not set")
+    return settings.database_url

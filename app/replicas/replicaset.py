@@ -140,6 +140,7 @@ class ReplicaSet:
         max_lag_seconds: float,
         pool_options: dict[str, Any],
         primary: Callable[[], asyncpg.Pool | None],
+        primary_url: str,
         check_timeout: float = 2.0,
         interval: float = CHECK_INTERVAL_SECONDS,
     ) -> None:
@@ -147,6 +148,11 @@ class ReplicaSet:
         self.max_lag = max_lag_seconds
         self.pool_options = pool_options
         self.primary = primary
+        self.primary_url = primary_url
+        # The monitor's own connection to each server (by URL), outside the pools: its
+        # checks never wait behind requests, hold a request's connection or count among
+        # the statements requests send (QueryCounter).
+        self._watching: dict[str, asyncpg.Connection] = {}
         self.check_timeout = check_timeout
         self.interval = interval
         self.primary_reads = replica_reads("primary")
@@ -212,6 +218,28 @@ class ReplicaSet:
             if replica.pool is not None:
                 replica.pool.terminate()
                 replica.pool = None
+        for watching in self._watching.values():
+            watching.terminate()
+        self._watching.clear()
+
+    async def _ask(self, url: str, statement: str) -> int:
+        """One number from the server at ``url``, on the monitor's own connection to it."""
+        conn = self._watching.get(url)
+        try:
+            if conn is None or conn.is_closed():
+                options = {
+                    name: value
+                    for name, value in self.pool_options.items()
+                    if name in ("server_settings", "statement_cache_size")
+                }
+                conn = await asyncpg.connect(url, timeout=self.check_timeout, **options)
+                self._watching[url] = conn
+            return int(await conn.fetchval(statement, timeout=self.check_timeout))
+        except BaseException:
+            stale = self._watching.pop(url, None)
+            if stale is not None:
+                stale.terminate()
+            raise
 
     async def _run(self) -> None:
         while True:
@@ -227,22 +255,15 @@ class ReplicaSet:
         await asyncio.gather(*(self._check(replica) for replica in self.replicas))
 
     async def _sample_primary(self) -> None:
-        pool = self.primary()
-        if pool is None:
-            return
         try:
-            async with pool.acquire(timeout=self.check_timeout) as conn:
-                position = int(await conn.fetchval(WRITTEN, timeout=self.check_timeout))
+            position = await self._ask(self.primary_url, WRITTEN)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return  # the primary's own outage is reported by /health and the requests
         self._samples.append((time.monotonic(), position))
 
     async def _check(self, replica: Replica) -> None:
-        if replica.pool is None:
-            return
         try:
-            async with replica.pool.acquire(timeout=self.check_timeout) as conn:
-                replayed = int(await conn.fetchval(REPLAYED, timeout=self.check_timeout))
+            replayed = await self._ask(replica.url, REPLAYED)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             replica.mark("down", None)
             return

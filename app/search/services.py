@@ -130,7 +130,9 @@ class SearchService:
             if batch.end is not None:
                 at = store.Window(batch.horizon, at.phase, batch.end, None, None)
             elif at.phase == 1:
-                at = store.Window(batch.horizon, 2, store.phase_end(1), None, None)
+                # Phase 2 starts at the horizon: its range scan begins there, not at
+                # the oldest notebook (the index bound is the row comparison).
+                at = store.Window(batch.horizon, 2, (batch.horizon, ""), None, None)
             else:
                 return given, at, True
         return given, at, False

@@ -248,6 +248,7 @@ def _change(
     before: str = "",
     using: str = "",
     owned: str = OWNED,
+    actor: str = "event_user_id::text",
 ) -> str:
     """An UPDATE of one notebook: owner and ``PRECONDITION`` hold, ``revision`` + 1, its event.
 
@@ -260,7 +261,7 @@ def _change(
     ``n.<field>``), then the seq.  ``before``/``using``: a CTE the UPDATE
     reads FROM (the move reads the cell's old position from a locked read).
     ``owned``: which notebooks it may find (``OWNED``: live ones, unless it
-    is the trash's).
+    is the trash's); ``actor``: the event's (SQL; the owner unless it is the admin).
     """
     fields = [name for name in returning.__struct_fields__ if name not in ("seq", "merged")]
     chosen = {name: value for name, value in (expressions or {}).items() if name in fields}
@@ -278,7 +279,7 @@ def _change(
         f" n.seq AS event_seq, {listed}{carry}\n"
         "), event AS (\n"
         f"    INSERT INTO notebook_events ({EVENT_COLUMNS})\n"
-        "    SELECT event_notebook_id, event_seq, event_user_id, revision, event_user_id::text,"
+        f"    SELECT event_notebook_id, event_seq, event_user_id, revision, {actor},"
         f" '{op}', {cell_id}, {data}\n"
         "      FROM changed\n"
         ")\n"
@@ -325,7 +326,9 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {select_list(NotebookSummary
 # phase 1 (notebooks at or before the horizon, newest first; 'infinity' to
 # start, '-infinity' once phase 1 is over); $5, $6 the position in phase 2
 # (notebooks changed after the horizon, oldest change first; '-infinity' until
-# phase 1 is over); $7 how many rows each part may give (a page and one more,
+# phase 1 is over: the part then starts at the horizon, so that its index scan
+# begins there and not at the user's oldest notebook); $7 how many rows each
+# part may give (a page and one more,
 # to know whether another page follows).  The rows come in the walk's order;
 # the caller keeps the first limit + 1.
 _HORIZON = "coalesce($2::timestamptz, now())"
@@ -346,7 +349,7 @@ SELECT u.provisioned_at IS NOT NULL AS provisioned, {_HORIZON} AS horizon, p.pha
                {select_list(NotebookSummary, "n")}
           FROM notebooks n
          WHERE n.user_id = $1 AND n.deleted_at IS NULL AND n.updated_at > {_HORIZON}
-           AND (n.updated_at, n.id) > ($5::timestamptz, $6::text)
+           AND (n.updated_at, n.id) > (greatest($5::timestamptz, {_HORIZON}), $6::text)
          ORDER BY n.updated_at, n.id
          LIMIT $7)
   ) p ON true
@@ -498,6 +501,15 @@ DELETE_RUN = "DELETE FROM cell_runs WHERE notebook_id = $1 AND cell_id = $2"
 # To the trash and back: one more revision and event each (SPEC §13).
 TRASH_NOTEBOOK = _change("deleted_at = now()", op="trash", data="'{}'::jsonb")
 UNTRASH_NOTEBOOK = _change("deleted_at = NULL", op="untrash", data="'{}'::jsonb", owned=TRASHED)
+# The admin's restore (app.admin.forms): any user's trashed notebook, by id
+# alone ($2 NULL), the event's actor 'admin'.
+UNTRASH_BY_ADMIN = _change(
+    "deleted_at = NULL",
+    op="untrash",
+    data="'{}'::jsonb",
+    owned="n.id = $1 AND ($2::uuid IS NULL OR n.user_id = $2) AND n.deleted_at IS NOT NULL",
+    actor="'admin'",
+)
 # For good, live or trashed: its runs, search rows, events and checkpoints go by
 # their foreign keys' ON DELETE CASCADE, in the same statement.  No event can
 # record it; the wake-up (the seq after the last) tells listeners to look again.
@@ -732,6 +744,12 @@ async def restore_from_trash(
 ) -> Changed | None:
     """Bring the trashed notebook back as it was (event ``untrash``)."""
     return await _run_change(conn, UNTRASH_NOTEBOOK, notebook_id, user_id, pre)
+
+
+async def restore_by_admin(conn: asyncpg.Connection, notebook_id: str) -> Changed | None:
+    """The admin's restore of any user's trashed notebook (event actor 'admin')."""
+    record = await conn.fetchrow(UNTRASH_BY_ADMIN, notebook_id, None, None, None)
+    return None if record is None else Changed(int(record[0]), int(record[1]))
 
 
 async def purge(

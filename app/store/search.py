@@ -399,7 +399,16 @@ _MATCHED = """(SELECT DISTINCT id
                SELECT m.id
                  FROM notebooks m
                 WHERE m.user_id = $1 AND m.deleted_at IS NULL AND ({name_hit})) AS matched) AS h
-      JOIN notebooks n ON n.id = h.id"""
+      CROSS JOIN LATERAL (SELECT * FROM notebooks n WHERE n.id = h.id LIMIT 1) AS n"""
+
+# Without text clauses, the GIN branch's matches are the notebooks whose cells
+# document holds the filter (notebooks_cells_path_ops).
+_FILTERED = """(SELECT m.id FROM notebooks m
+        WHERE m.user_id = $1 AND m.deleted_at IS NULL{filters}) AS h
+      CROSS JOIN LATERAL (SELECT * FROM notebooks n WHERE n.id = h.id LIMIT 1) AS n"""
+# Either way each candidate is looked up by primary key (a LATERAL with LIMIT 1
+# cannot be turned into a join): a plan made without the values (a generic plan)
+# could otherwise hash-join the candidates with every notebook of the user.
 
 # A member's share of the rank from its cells: the matching cell_search rows of
 # that one notebook (by primary key), WINDOW notebooks at most.
@@ -420,9 +429,9 @@ def _assemble(text: list[Parts], conditions: list[Parts], phase: int) -> str:
     """The statement for these text clauses (alternatives) and conditions (all must hold)."""
     every = [*text, *conditions]
     rank = "".join(part.rank for part in every) or "0::float8"
-    source = "notebooks n"
     cell_where = [part.cell_where for part in conditions if part.cell_where]
     where = "".join(f" AND {part.where}" for part in every if part.where)
+    source = _FILTERED.format(filters=where.replace("n.cells", "m.cells"))
     walk_match = [part.where for part in conditions if part.where]
     wholes = [part.whole for part in text if part.whole]
     where += "".join(f" AND {whole}" for whole in wholes)
@@ -576,10 +585,14 @@ def statement(
 GIN_TIMEOUT_MS = 50
 """How long a window may take before it is done again by the walk alone (see _WINDOW)."""
 
-# For the statement's transaction: plans made for the values at hand (a generic plan
-# cannot know a term's selectivity, and took 3x longer for a rare term), and the bound.
+# For the statement's transaction: the generic plan, made once per connection and
+# statement (asyncpg prepares and keeps them), and the bound.  Its choices are the
+# statement's own (walk or GIN is the probe's decision, every lookup by primary
+# key through a LATERAL), so the values add nothing to plan with: planning each
+# search for its values cost more than running it (3 to 10 ms of a 5 to 20 ms
+# search on the bench's 50,000 notebooks, and more under load).
 _SETTINGS = (
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
     " set_config('statement_timeout', $1, true)"
 )
 _WALK_ARGUMENT = 10  # $11

@@ -27,7 +27,7 @@ from piccolo_api.session_auth.tables import SessionsBase
 
 from app import admin as admin_module
 from app.admin import LOGIN_LIMIT, CellRunInAdmin, NotebookInAdmin, UserInAdmin
-from app.database import QueryCounter, get_engine
+from app.database import QueryCounter, connection, get_engine
 from app.notebooks.tables import Notebook
 from app.settings import Settings, SettingsError
 from app.users.tables import User
@@ -420,10 +420,10 @@ async def test_the_notebooks_table_shows_a_rest_notebook_without_its_secret(
     schema = (await admin_http.get("/admin/api/tables/notebooks/schema/")).json()
     extra = schema["extra"]
     assert extra["visible_column_names"] == [
-        "id", "name", "user_id", "kind", "revision", "updated_at"
+        "id", "name", "user_id", "kind", "revision", "updated_at", "deleted_at"
     ]  # fmt: skip
     assert set(extra["visible_filter_names"]) == {
-        "name", "user_id", "kind", "revision", "updated_at"
+        "name", "user_id", "kind", "revision", "updated_at", "deleted_at"
     }  # fmt: skip
     assert extra["order_by"] == [{"column": "updated_at", "ascending": False}]
     assert "db_conn_string" not in extra["visible_fields_options"]
@@ -617,3 +617,50 @@ async def test_user_email_and_activity_are_editable(
     )
     assert off.status_code == 200, off.text
     assert (await client.get("/me", headers=headers)).status_code == 401
+
+
+# -- the trash (SPEC §13) -------------------------------------------------------------------
+
+RESTORE_FORM = "/admin/api/forms/restore-a-notebook-from-the-trash/"
+
+
+async def test_the_admin_shows_trashed_notebooks_and_restores_them(
+    client: httpx.AsyncClient, admin_http: httpx.AsyncClient
+) -> None:
+    _, headers = await rest_user(client)
+    name = f"Trashed {uuid.uuid4().hex[:8]}"
+    notebook_id = await rest_notebook(client, headers, name)
+    live = await rest_notebook(client, headers, f"{name} live")
+    assert (await client.delete(f"/notebooks/{notebook_id}", headers=headers)).status_code == 200
+
+    listing = await admin_http.get(
+        "/admin/api/tables/notebooks/",
+        params={"name": name, "name__match": "starts", "deleted_at__operator": "not_null"},
+    )
+    assert listing.status_code == 200, listing.text
+    rows = listing.json()["rows"]
+    assert [row["id"] for row in rows] == [notebook_id]
+    assert rows[0]["deleted_at"] is not None
+
+    forms = (await admin_http.get("/admin/api/forms/")).json()
+    assert "restore-a-notebook-from-the-trash" in {form["slug"] for form in forms}
+    for missing in (live, "no-such-notebook"):
+        refused = await admin_http.post(
+            RESTORE_FORM, json={"notebook_id": missing}, headers=csrf(admin_http)
+        )
+        assert refused.status_code == 422, refused.text
+        assert "not" in refused.json()["custom_form_error"]
+    restored = await admin_http.post(
+        RESTORE_FORM, json={"notebook_id": notebook_id}, headers=csrf(admin_http)
+    )
+    assert restored.status_code == 200, restored.text
+    assert notebook_id in restored.json()["custom_form_success"]
+
+    shown = await rest_get(client, headers, notebook_id)
+    assert shown["name"] == name and shown["revision"] == 3  # create, cell, trash, untrash
+    async with connection() as conn:
+        actor = await conn.fetchval(
+            "SELECT actor FROM notebook_events WHERE notebook_id = $1 ORDER BY seq DESC LIMIT 1",
+            notebook_id,
+        )
+    assert actor == "admin"

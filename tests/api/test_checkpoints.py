@@ -345,3 +345,28 @@ async def test_restore_a_cell_bad_input(client: Any) -> None:
     seq = (await versions(client, headers, notebook_id, cell["id"]))[0]["seq"]
     response = await client.post(url, json={"seq": seq}, headers=stranger)
     assert response.status_code == 404
+
+
+async def test_the_daily_purge_takes_a_trashed_notebooks_checkpoints_and_payloads(
+    client: Any,
+) -> None:
+    from app.notebooks.services import purge_trash
+
+    headers = await fresh_user_headers(client)
+    user = await user_id_of(client, headers)
+    notebook_id, a, _ = await with_outputs(client, headers)
+    kept, _, _ = await with_outputs(client, headers)
+    await write_outputs(client, headers, notebook_id, a, stdout="only here")
+    for each in (notebook_id, kept):
+        await checkpoint(client, headers, each)
+    assert await blobs_of(user) == 3  # equal payloads of the two notebooks are one
+    assert (await client.delete(f"/notebooks/{notebook_id}", headers=headers)).status_code == 200
+    async with connection() as conn:
+        await conn.execute(
+            "UPDATE notebooks SET deleted_at = now() - interval '40 days' WHERE id = $1",
+            notebook_id,
+        )
+    await purge_trash(30)
+    assert await count("SELECT count(*) FROM notebooks WHERE id = $1", notebook_id) == 0
+    assert await count("SELECT count(*) FROM notebook_checkpoints WHERE user_id = $1", user) == 1
+    assert await blobs_of(user) == 2  # the other notebook's stay

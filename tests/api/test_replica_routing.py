@@ -236,6 +236,7 @@ async def test_a_lagging_standby_is_skipped(pair: Pair, settings: Settings) -> N
         max_lag_seconds=0.5,
         pool_options=pool_options(settings),
         primary=lambda: get_engine().pool,
+        primary_url=settings.database_url or "",
         interval=0.1,
     )
     await replicas.start()

