@@ -83,18 +83,20 @@ class RealtimeService:
         await self.listener.stop()
 
     async def sweep(self) -> None:
-        """Close the subscribers of notebooks deleted for good (no event says so).
+        """Catch what no notification says, once per heartbeat period, in one statement.
 
         A purge (``DELETE …?purge=true``) or the admin deletes the row and, by
-        cascade, its events: nothing is notified.  One statement for every
-        notebook followed on this instance, once per heartbeat period.
+        cascade, its events: nothing is notified, and the subscribers are
+        closed (4404).  A wake-up is sent after its change's commit, so one
+        can be lost (the process stopped in between): a followed notebook
+        whose seq is past what its topic read is read now.
         """
         followed = list(self.hub.topics)
         if not followed:
             return
         async with connection() as conn:
             live = await store.live(conn, followed)
-        self.hub.gone(live)
+        self.hub.swept(live)
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -367,3 +367,19 @@ async def test_subscribers_of_a_notebook_deleted_for_good_are_closed_by_the_swee
     await service.sweep()
     assert [f.close_code for f in followers] == [None, 4404]
     await asyncio.wait_for(followers[1].closed(), WAIT)
+
+
+async def test_the_sweep_reads_what_a_lost_wake_up_did_not_announce(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    service = RealtimeService(settings, tokens=None, auth=None)  # type: ignore[arg-type]
+    notebook_id, _ = await new_notebook(client)
+    base = await current_seq(notebook_id)
+    subscriber = service.hub.subscribe(notebook_id, base, base)
+    reading = asyncio.create_task(collect(subscriber, base + 2))
+    await append(notebook_id, notify=False)  # committed, its wake-up lost
+    await append(notebook_id, notify=False)
+    await asyncio.sleep(0.3)
+    assert not reading.done()
+    await service.sweep()
+    assert await reading == [base + 1, base + 2]
