@@ -171,6 +171,10 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
         stack.callback(lambda: asyncio.run(_drop_database(server_url, name)))
         url = with_database(server_url, name)
         if request.config.getoption("--behind-pgbouncer"):
+            # LISTEN cannot go through transaction pooling: realtime's one listening
+            # connection goes to PostgreSQL itself, as docs/realtime.md says to deploy it.
+            os.environ["DATABASE_LISTEN_URL"] = url
+            stack.callback(os.environ.pop, "DATABASE_LISTEN_URL", None)
             url = _behind_pgbouncer(stack, server_url, name)
             source += ", behind PgBouncer (transaction pooling)"
         os.environ.update(TEST_ENV, DATABASE_URL=url)
