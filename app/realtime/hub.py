@@ -235,6 +235,13 @@ class Hub:
             topic.recheck = True
             self._pump(topic)
 
+    def gone(self, live: set[str]) -> None:
+        """Close (4404) the subscribers of followed notebooks not in ``live`` (deleted for good)."""
+        for notebook_id, topic in list(self.topics.items()):
+            if notebook_id not in live:
+                for subscriber in list(topic.subscribers):
+                    subscriber.close(CLOSE_NOT_FOUND, "the notebook was deleted")
+
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server stopping") -> None:
         """End every subscription (the process is stopping)."""
         for topic in list(self.topics.values()):

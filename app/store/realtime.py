@@ -47,6 +47,11 @@ START = (
     + f" FROM notebooks n WHERE {OWNED}"
 )
 
+# Which of these followed notebooks are still there and out of the trash: one statement
+# per sweep for every topic of the process (a notebook deleted for good, by a purge or
+# the admin, leaves no event to close its subscribers with).
+LIVE = "SELECT n.id FROM notebooks n WHERE n.id = ANY($1::text[]) AND n.deleted_at IS NULL"
+
 # $1 $2 the notebook and its owner, $3 the ticket's hash, $4 its lifetime in seconds.
 # Issuing also clears the expired tickets of everyone (an index range on expires_at),
 # so the table holds about a minute's worth of tickets.
@@ -71,6 +76,11 @@ async def start(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> St
     """The notebook's last seq and oldest kept event; None when it is not the user's."""
     record = await conn.fetchrow(START, notebook_id, user_id)
     return None if record is None else Start(*record)
+
+
+async def live(conn: asyncpg.Connection, notebook_ids: list[str]) -> set[str]:
+    """The notebooks among ``notebook_ids`` that still exist and are not in the trash."""
+    return {record[0] for record in await conn.fetch(LIVE, notebook_ids)}
 
 
 async def issue_ticket(

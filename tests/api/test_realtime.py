@@ -350,3 +350,20 @@ async def test_the_events_route_without_a_stream_or_socket_answers_406(
     assert bad_id.status_code == 400 and bad_id.json()["field"] == "Last-Event-ID"
     other = await client.get("/notebooks/no-such/events", headers={**sse, **headers})
     assert other.status_code == 404
+
+
+async def test_subscribers_of_a_notebook_deleted_for_good_are_closed_by_the_sweep(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    service = RealtimeService(settings, tokens=None, auth=None)  # type: ignore[arg-type]
+    kept, _ = await new_notebook(client)
+    purged, headers = await new_notebook(client)
+    followers = [service.hub.subscribe(n, 0, 0) for n in (kept, purged)]
+    await service.sweep()
+    assert [f.close_code for f in followers] == [None, None]
+    # Deleted for good, as a purge or the admin does it: no event is left to say so.
+    answer = await client.delete(f"/notebooks/{purged}?purge=true", headers=headers)
+    assert answer.status_code == 200, answer.text
+    await service.sweep()
+    assert [f.close_code for f in followers] == [None, 4404]
+    await asyncio.wait_for(followers[1].closed(), WAIT)
