@@ -350,6 +350,12 @@ async def test_the_events_route_without_a_stream_or_socket_answers_406(
     assert bad_id.status_code == 400 and bad_id.json()["field"] == "Last-Event-ID"
     other = await client.get("/notebooks/no-such/events", headers={**sse, **headers})
     assert other.status_code == 404
+    # An empty Last-Event-ID is no position: since applies (and is checked).
+    empty = await client.get(
+        f"/notebooks/{notebook_id}/events?since=-1",
+        headers={**sse, **headers, "Last-Event-ID": ""},
+    )
+    assert empty.status_code == 400 and empty.json()["field"] == "since"
 
 
 async def test_subscribers_of_a_notebook_deleted_for_good_are_closed_by_the_sweep(
