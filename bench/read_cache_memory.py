@@ -138,7 +138,8 @@ def measure(
             # Bounded passes: at the measured rate, enough seconds for --passes reads each.
             while sent < args.passes * len(paths):
                 left = args.passes * len(paths) - sent
-                seconds = min(120.0, max(5.0, left / max(rps, 50.0)))
+                # The first storm of 5 s measures the rate; then what is left, 60 s at most.
+                seconds = 5.0 if not rps else min(60.0, max(3.0, left / rps))
                 done, rps = storm(server.url, token, paths, seconds)
                 sent += done
             after = rss_bytes(pid)

@@ -38,6 +38,9 @@ EXTERNAL_ISSUER = "https://idp.test.invalid/"
 EXTERNAL_AUDIENCE = "cellar-tests"
 
 TEST_ENV = {
+    # The daily jobs would fire in the middle of a long session and purge what a test
+    # aged on purpose; tests run them by hand (tests/api/test_trash.py).
+    "DAILY_JOBS": "false",
     "APP_SECRET_KEY": secrets.token_urlsafe(48),
     "ENCRYPTION_KEY": Fernet.generate_key().decode(),
     # Generous for the shared in-process client; the limiter itself is tested
@@ -171,6 +174,10 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
         stack.callback(lambda: asyncio.run(_drop_database(server_url, name)))
         url = with_database(server_url, name)
         if request.config.getoption("--behind-pgbouncer"):
+            # LISTEN cannot go through transaction pooling: realtime's one listening
+            # connection goes to PostgreSQL itself, as docs/realtime.md says to deploy it.
+            os.environ["DATABASE_LISTEN_URL"] = url
+            stack.callback(os.environ.pop, "DATABASE_LISTEN_URL", None)
             url = _behind_pgbouncer(stack, server_url, name)
             source += ", behind PgBouncer (transaction pooling)"
         os.environ.update(TEST_ENV, DATABASE_URL=url)

@@ -16,7 +16,8 @@ from app.checkpoints.schemas import (
     Restore,
 )
 from app.checkpoints.services import CheckpointService
-from app.notebooks.controllers import parse_if_match, seq_header, seq_header_spec
+from app.history.headers import seq_header, seq_header_spec
+from app.notebooks.controllers import parse_if_match
 from app.notebooks.schemas import CellSaved, Done, Notebook, Saved
 from app.notebooks.services import Precondition
 from app.system.openapi import BEARER, error_responses

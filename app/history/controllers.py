@@ -10,6 +10,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from app.auth.guards import AuthUser
+from app.history.headers import seq_header, seq_header_spec
 from app.history.schemas import (
     DEFAULT_HISTORY_LIMIT,
     MAX_HISTORY_LIMIT,
@@ -19,7 +20,6 @@ from app.history.schemas import (
     Pruned,
 )
 from app.history.services import HistoryService
-from app.notebooks.controllers import seq_header, seq_header_spec
 from app.system.openapi import BEARER, error_responses
 
 

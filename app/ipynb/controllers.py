@@ -30,6 +30,7 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from app.auth.guards import AuthUser
 from app.errors import UnsupportedMediaType
+from app.history.headers import seq_header, seq_header_spec
 from app.ipynb.filenames import content_disposition
 from app.ipynb.schemas import IpynbImported
 from app.ipynb.services import Exported, IpynbService
@@ -153,6 +154,7 @@ class IpynbController(Controller):
         summary="Import a Jupyter notebook (.ipynb)",
         status_code=HTTP_201_CREATED,
         responses=error_responses(400, 401, 413, 415),
+        response_headers=seq_header_spec(),
         operation_class=ImportOperation,
     )
     async def import_ipynb(
@@ -169,7 +171,7 @@ class IpynbController(Controller):
                 'else "Untitled".',
             ),
         ] = None,
-    ) -> IpynbImported:
+    ) -> Response[IpynbImported]:
         """A new notebook from an .ipynb body (nbformat 4, or 3 upgraded on the way in).
 
         What can be repaired is, and `warnings` lists it; a document that is not a notebook
@@ -182,7 +184,8 @@ class IpynbController(Controller):
                 "Content-Type", f"expected {IPYNB} or {JSON}, got {request.content_type[0]}"
             )
         data = await request.body()
-        return await ipynb.import_notebook(current_user.id, data, name)
+        imported = await ipynb.import_notebook(current_user.id, data, name)
+        return Response(imported, headers=seq_header(1))  # its import event
 
     @get(
         "/{notebook_id:str}/ipynb",

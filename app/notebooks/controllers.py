@@ -22,6 +22,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 from app.auth.guards import AuthUser
 from app.cursors import MAX_CURSOR_LENGTH
 from app.errors import InvalidInput, NotFound
+from app.history.headers import seq_header, seq_header_spec
 from app.history.schemas import MergeConflict
 from app.ipynb.controllers import IpynbAnswer, ipynb_response, wants_ipynb
 from app.ipynb.services import IpynbService
@@ -70,28 +71,6 @@ ExpectedRevisionQuery = Annotated[
 
 def etag(revision: int) -> str:
     return f'"{revision}"'
-
-
-# Every answer about one notebook's state carries the seq of its last event (SPEC §11):
-# a realtime client resumes from it (``?since=``) without missing or repeating one.
-SEQ_HEADER = "Cellar-Seq"
-
-
-def seq_header(seq: int) -> dict[str, str]:
-    return {SEQ_HEADER: str(seq)}
-
-
-def seq_header_spec() -> list[ResponseHeader]:
-    """The OpenAPI description of ``Cellar-Seq`` (the handler sets the value)."""
-    return [
-        ResponseHeader(
-            name=SEQ_HEADER,
-            value="12",
-            description="The seq of the notebook's last event (that of this change, for a "
-            "change): pass it as `since` to the history or the event stream.",
-            documentation_only=True,
-        )
-    ]
 
 
 def parse_if_match(

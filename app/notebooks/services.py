@@ -21,9 +21,11 @@ one query; stored outputs pass through as ``msgspec.Raw``, never decoded.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
 from uuid import UUID, uuid4
 
+import asyncpg
 import msgspec
 
 from app.cursors import Cursors, micros, moment
@@ -70,8 +72,6 @@ from app.store.notebooks import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    import asyncpg
-
     from app.notebooks.connections import ConnectionStringCipher
     from app.settings import Settings
 
@@ -83,6 +83,7 @@ PURGE_BATCH = 200
 
 T = TypeVar("T")
 V = TypeVar("V")
+log = logging.getLogger(__name__)
 
 
 class _Deps(msgspec.Struct, frozen=True):
@@ -408,7 +409,10 @@ class NotebookService:
                     await checkpoints.collect(conn, user_id, keys)
                 return changed
 
-            return await _change(purge_it, user_id, notebook_id, pre, scope="anywhere", atomic=True)
+            # The purge's statement wakes listeners itself (no event is left to read).
+            return await _change(
+                purge_it, user_id, notebook_id, pre, scope="anywhere", atomic=True, wake=False
+            )
         return await _change(
             lambda conn: store.move_to_trash(conn, notebook_id, user_id, pre),
             user_id,
@@ -596,6 +600,7 @@ async def _change(
     then: Callable[[int], CellarError | None] | None = None,
     atomic: bool = False,
     refused: Callable[[asyncpg.Connection], Awaitable[T]] | None = None,
+    wake: bool = True,
     scope: Scope = "live",
 ) -> T:
     """Run one change of a notebook (one store function); when refused, raise why.
@@ -605,15 +610,40 @@ async def _change(
     the change looks for the notebook (live ones unless it is the trash's).
     ``refused``: what to try instead when the statement matched no row (the
     merge of a stale code edit), on the same connection; it answers or raises.
+    ``wake``: send the event's realtime wake-up once committed (``store.wake``).
     """
     _addressable(notebook_id, *(() if cell_id is None else (cell_id,)))
     async with transaction() if atomic else connection() as conn:
         result = await attempt(conn)
         if result is None:
             if refused is not None:
-                return await refused(conn)
-            await _refused(conn, user_id, notebook_id, pre, cell_id, then, scope)
+                result = await refused(conn)
+            else:
+                await _refused(conn, user_id, notebook_id, pre, cell_id, then, scope)
+        if wake and not atomic:
+            await _wake(conn, notebook_id, result)
+    if wake and atomic:
+        async with connection() as conn:
+            await _wake(conn, notebook_id, result)
     return result
+
+
+async def _wake(conn: asyncpg.Connection, notebook_id: str, result: object) -> None:
+    """The realtime wake-up of the event a change wrote, after its commit.
+
+    A wake-up is only a hint (listeners read the table): one that cannot be
+    sent is logged, and the committed change still answers 200.
+    """
+    seq = result if isinstance(result, int) else getattr(result, "seq", None)
+    if not isinstance(seq, int) or seq <= 0:
+        return
+    if conn.is_in_transaction():
+        await store.wake(conn, notebook_id, seq)
+        return
+    try:
+        await store.wake(conn, notebook_id, seq)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        log.warning("wake-up of %s:%s not sent: %s", seq, notebook_id, exc)
 
 
 async def _merge_stale_edit(

@@ -48,6 +48,7 @@ EVENTS_PATH = "/notebooks/{notebook_id:str}/events"
 EVENT_STREAM = "text/event-stream"
 NO_TOKEN = "missing bearer token"  # as the bearer middleware says it
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason
+CLOSE_TIMEOUT = 10.0  # seconds a close frame may wait behind a client that does not read
 
 
 class EventsTicketController(Controller):
@@ -97,7 +98,8 @@ class EventsStreamController(Controller):
                 },
                 status_code=406,
             )
-        last_event_id = request.headers.get("last-event-id")
+        # EventSource sends an empty Last-Event-ID when its last event had no id: absent.
+        last_event_id = request.headers.get("last-event-id", "").strip() or None
         field = "Last-Event-ID" if last_event_id is not None else "since"
         try:
             since = protocol.parse_position(
@@ -261,6 +263,13 @@ async def _until_disconnect(socket: WebSocket[Any, Any, Any]) -> None:
 
 
 async def _close(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
+    """Send the close frame, waiting at most ``CLOSE_TIMEOUT``.
+
+    uvicorn sends nothing while the connection's write buffer is full: for a
+    client that stopped reading (the 4429 case) the close frame may never go.
+    Returning then ends the handler, its task and its subscription anyway;
+    what is left is uvicorn's transport with its bounded buffer.
+    """
     encoded = reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore")
-    with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
-        await socket.close(code, encoded)
+    with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
+        await asyncio.wait_for(socket.close(code, encoded), CLOSE_TIMEOUT)

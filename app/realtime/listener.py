@@ -1,7 +1,8 @@
 """The process's one LISTEN connection: wake-ups for the hub, reconnected by itself.
 
-Every mutation's transaction sends ``pg_notify('cellar_events',
-'<seq>:<notebook_id>')``; PostgreSQL delivers it at commit, and only then.
+Every mutation sends ``pg_notify('cellar_events', '<seq>:<notebook_id>')``
+once its transaction has committed (docs/history.md, "The wake-up"), never
+for one that rolled back: a hint that the event is in the table.
 One dedicated connection per process (not per client, and not from the
 pool: a pooled connection is reset and shared) listens on that channel and
 passes each notification to the hub, which reads the events from the table.

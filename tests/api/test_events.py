@@ -327,7 +327,34 @@ async def test_the_wake_up_arrives_at_commit_never_after_a_rollback(
     )
     assert response.headers["Cellar-Seq"] == "2"
     assert await asyncio.wait_for(listener.get(), 5) == f"2:{notebook_id}"
+
+    # a refused change sends nothing; outputs and a cell edit each send theirs
+    refused = await client.put(
+        f"/notebooks/{notebook_id}/name",
+        json={"name": "x", "expected_revision": 0},
+        headers=headers,
+    )
+    assert refused.status_code == 409
+    cell_id = (await get_notebook(client, headers, notebook_id))["cells"][0]["id"]
+    base = f"/notebooks/{notebook_id}/cells/{cell_id}"
+    await client.put(f"{base}/outputs", json={"status": "running"}, headers=headers)
+    await client.put(base, json={"code": "z = 1"}, headers=headers)
+    assert await asyncio.wait_for(listener.get(), 5) == f"3:{notebook_id}"
+    assert await asyncio.wait_for(listener.get(), 5) == f"4:{notebook_id}"
+    await asyncio.sleep(0.2)
     assert listener.empty()
+
+
+async def test_a_wake_up_inside_a_callers_transaction_waits_for_its_commit(
+    client: Any, listener: asyncio.Queue[str]
+) -> None:
+    _, notebook_id, _, _ = await _setup(client)
+    assert await asyncio.wait_for(listener.get(), 5) == f"1:{notebook_id}"
+    async with transaction() as conn:
+        await store.wake(conn, notebook_id, 7)
+        await asyncio.sleep(0.2)
+        assert listener.empty()  # queued, not sent
+    assert await asyncio.wait_for(listener.get(), 5) == f"7:{notebook_id}"
 
 
 async def test_an_ipynb_import_is_event_one_by_the_importer(client: Any) -> None:
@@ -360,3 +387,15 @@ async def test_an_ipynb_import_is_event_one_by_the_importer(client: Any) -> None
     assert event["data"]["name"] == "from jupyter"
     assert [cell["code"] for cell in event["data"]["cells"]] == ["x = 1"]
     assert await notebook_seq(notebook_id) == 1
+
+
+async def test_the_ipynb_import_answers_cellar_seq(client: Any) -> None:
+    headers = await fresh_user_headers(client)
+    body = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
+    response = await client.post(
+        "/notebooks/import",
+        content=json.dumps(body).encode(),
+        headers={**headers, "Content-Type": "application/x-ipynb+json"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["Cellar-Seq"] == "1"

@@ -1,4 +1,4 @@
-"""The API suite's mutation and search parts again, behind PgBouncer in transaction mode (SPEC §10).
+"""The API suite's mutation, search and realtime parts again, behind PgBouncer (SPEC §10).
 
 "Works behind PgBouncer in transaction pooling mode (no server-side prepared
 statement reuse when DATABASE_POOLER=pgbouncer)".  The same test files run
@@ -35,6 +35,8 @@ BEHIND_PGBOUNCER = (
     "tests/api/test_search.py",
     "tests/api/test_cell_search_rows.py",
     "tests/api/test_integer_fields.py",
+    # Realtime with its LISTEN connection straight to PostgreSQL (DATABASE_LISTEN_URL).
+    "tests/api/test_realtime.py",
 )
 MIN_PASSED = 200
 TIMEOUT = 600.0

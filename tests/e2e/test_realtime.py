@@ -17,8 +17,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
+import socket as socket_module
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -408,3 +411,113 @@ async def test_a_notebook_sent_to_the_trash_closes_its_subscribers_with_4404(
         async with connect(url + f"?ticket={ticket}&since={account.seq}") as socket:
             ops = [(await next_event(socket))["op"] for _ in range(2)]
             assert ops == ["trash", "untrash"]
+
+
+def realtime_clients(metrics: str) -> float:
+    line = next(li for li in metrics.splitlines() if li.startswith("cellar_realtime_clients"))
+    return float(line.split()[-1])
+
+
+async def test_a_client_that_stops_reading_is_dropped_with_4429(database_url: str) -> None:
+    """The server queues at most REALTIME_MAX_QUEUED events, then ends the subscription."""
+    env = {**os.environ, **REALTIME_ENV, "REALTIME_MAX_QUEUED": "5"}
+    assert env["DATABASE_URL"] == database_url
+    with cellar_server(env) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+            account = await Account.new(http)
+            # A small receive buffer, and the client library stops reading after one
+            # message: the server's socket buffer fills, then its queue.
+            sock = socket_module.socket()
+            sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, 32 * 1024)
+            host, port = server.url.removeprefix("http://").split(":")
+            sock.connect((host, int(port)))
+            client = await connect(
+                ws_url(server.url, account.notebook_id, f"?since={account.seq}"),
+                subprotocols=["bearer", account.token],  # type: ignore[list-item]
+                sock=sock,
+                max_queue=1,
+                max_size=None,
+            )
+            big = "x = '" + "a" * 200_000 + "'"
+            path = f"/notebooks/{account.notebook_id}/cells/{account.cell_id}"
+            edits = 60  # 12 MB of events: more than the socket buffers hold
+            for n in range(edits):
+                body = {"code": f"{big} # {n}"}
+                answer = await http.put(path, json=body, headers=account.headers)
+                assert answer.status_code == 200, answer.text
+            # The subscription ends on the server while the client still holds its socket.
+            deadline = time.monotonic() + 60
+            while realtime_clients((await http.get("/metrics")).text) != 0:
+                assert time.monotonic() < deadline, "the slow client was never dropped"
+                await asyncio.sleep(0.5)
+            seqs: list[int] = []
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    message = json.loads(await asyncio.wait_for(client.recv(), WAIT))
+                    if message.get("type") != "heartbeat":
+                        seqs.append(message["seq"])
+            # What did arrive came in order, each once, and not all of it.
+            assert seqs == list(range(account.seq + 1, account.seq + 1 + len(seqs)))
+            assert len(seqs) < edits
+            assert client.close_code in (4429, 1006), client.close_code
+
+
+async def test_a_stopping_server_ends_its_streams_at_once(database_url: str) -> None:
+    """SSE streams never end by themselves: the stop ends them; WebSockets are closed."""
+    env = {**os.environ, **REALTIME_ENV}
+    assert env["DATABASE_URL"] == database_url
+    with cellar_server(env) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+            account = await Account.new(http)
+            socket = await connect(
+                ws_url(server.url, account.notebook_id),
+                subprotocols=["bearer", account.token],  # type: ignore[list-item]
+            )
+            lines: list[str] = []
+
+            async def follow() -> None:
+                headers = {"Accept": "text/event-stream", **account.headers}
+                path = f"/notebooks/{account.notebook_id}/events"
+                with contextlib.suppress(httpx.HTTPError):
+                    async with http.stream("GET", path, headers=headers) as answer:
+                        async for line in answer.aiter_lines():
+                            lines.append(line)
+
+            stream = asyncio.create_task(follow())
+            await asyncio.sleep(1.5)
+            started = time.monotonic()
+            code = await asyncio.to_thread(server.stop)
+            took = time.monotonic() - started
+            await asyncio.wait_for(stream, WAIT)
+            with pytest.raises(ConnectionClosed):
+                while True:  # heartbeats sent before the stop, then the close
+                    await asyncio.wait_for(socket.recv(), WAIT)
+    assert code == 0 and server.stopped_by == signal.SIGINT, server.tail()
+    assert took < 10.0, server.tail()
+    assert socket.close_code in (1001, 1012), socket.close_code  # ours, or uvicorn's own
+    assert "event: close" in lines and 'data: {"code":1001,"reason":"server stopping"}' in lines
+
+
+async def test_every_worker_of_a_process_group_follows_the_events(database_url: str) -> None:
+    """``--workers 2``: each worker has its own listening connection and hub."""
+    env = {**os.environ, **REALTIME_ENV}
+    assert env["DATABASE_URL"] == database_url
+    with cellar_server(env, workers=2) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+            account = await Account.new(http)
+            sockets = [
+                await connect(
+                    ws_url(server.url, account.notebook_id),
+                    subprotocols=["bearer", account.token],  # type: ignore[list-item]
+                )
+                for _ in range(6)
+            ]
+            await asyncio.sleep(0.5)
+            await account.edit(http, 1)
+            events = [await next_event(socket) for socket in sockets]
+            assert {event["seq"] for event in events} == {account.seq + 1}
+            for socket in sockets:
+                await socket.close()
+            await asyncio.sleep(0.5)
+            metrics = (await http.get("/metrics")).text
+            assert "cellar_realtime_events_delivered_total 6.0" in metrics, metrics[-3000:]

@@ -22,7 +22,7 @@ def test_an_answer_is_used_only_at_its_seq_and_for_its_owner() -> None:
     cache = ReadCache(10_000)
     kept = answer(seq=7)
     cache.put("nb", ALICE, kept)
-    assert cache.get("nb", ALICE, 7) is kept
+    assert cache.get("nb", ALICE, 7) == kept
     assert cache.get("nb", ALICE, 8) is None
     assert cache.get("nb", ALICE, 6) is None
     assert cache.get("nb", BOB, 7) is None
@@ -96,3 +96,14 @@ def test_kinds_are_kept_apart() -> None:
     notebook, graph = cache.get("nb", ALICE, 3), cache.get("nb", ALICE, 3, kind="graph")
     assert notebook is not None and graph is not None
     assert (len(notebook.body), len(graph.body)) == (10, 20)
+
+
+def test_the_kept_body_is_an_exact_copy() -> None:
+    """An encoder's output may sit in a larger allocation than its length: not kept as is."""
+    import msgspec
+
+    body = msgspec.json.encode({"data": "x" * 40_000})
+    cache = ReadCache(100_000)
+    cache.put("nb", ALICE, Answer(body, 1, 1))
+    kept = cache.get("nb", ALICE, 1)
+    assert kept is not None and kept.body == body and kept.body is not body
