@@ -184,7 +184,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[
             database_pool,
             *([] if replicas is None else [replica_lifespan(replicas)]),
-            daily.lifespan,
+            *([daily.lifespan] if settings.daily_jobs else []),
             realtime_listener,
         ],
         state=State({"settings": settings, "read_cache": notebooks.read_cache}),

@@ -81,6 +81,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Checkpoints kept per notebook: at the limit the oldest unnamed one goes, and when
     # all are named a new one is refused (409).
     max_checkpoints_per_notebook: PositiveInt = 50
+    # Whether this process runs the daily jobs (purge-trash, prune-history: app.system.daily);
+    # false: run `cellar purge-trash` / `cellar prune-history` from a scheduler instead.
+    daily_jobs: bool = True
     # The admin's session cookie: Secure (HTTPS only) when true; set it behind TLS.
     admin_secure_cookies: bool = False
     # Host names the admin's CSRF check accepts in Origin/Referer on HTTPS requests.

@@ -374,7 +374,7 @@ def measure(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
             for subject in subjects:
                 if subject.notebook_id:
                     with contextlib.suppress(httpx.HTTPError):
-                        http.delete(f"/notebooks/{subject.notebook_id}")
+                        http.delete(f"/notebooks/{subject.notebook_id}", params={"purge": "true"})
 
     baseline = statistics.median(subjects[0].timings)
     rows = []

@@ -35,7 +35,9 @@ Debian's ``initdb``, ``pg_basebackup -R``), a database ``cellar`` migrated
 with ``piccolo migrations forwards all``, the three servers started here
 (``--workers 1 --no-access-log --log-level warning``), one keep-alive httpx
 client per server, requests strictly one after another, each timed with
-``time.perf_counter`` from send to fully-read answer.  The servers take turns
+``time.perf_counter`` from send to fully-read answer; the server's CPU time
+(user + system, psutil) over each batch gives its CPU per request, which a
+loaded machine blurs less than latency.  The servers take turns
 within each of ``--rounds`` rounds so machine noise lands on all alike.
 Everything is stopped and deleted at the end.  Prints a table; ``--json PATH``
 writes the figures::
@@ -62,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
+import psutil
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +85,18 @@ def _executable(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the server process and its children (a uvicorn worker)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        times = each.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 @contextmanager
-def serve(env: dict[str, str]) -> Iterator[str]:
+def serve(env: dict[str, str]) -> Iterator[tuple[str, int]]:
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in the finally below)
     process = subprocess.Popen(
@@ -118,7 +131,7 @@ def serve(env: dict[str, str]) -> Iterator[str]:
                 log.seek(0)
                 raise RuntimeError(f"cellar serve did not start: {log.read().decode()[-3000:]}")
             time.sleep(0.2)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -142,12 +155,18 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def timed(http: httpx.Client, url: str, headers: dict[str, str]) -> float:
+def timed(
+    http: httpx.Client, url: str, headers: dict[str, str], rename: str | None = None
+) -> float:
+    """One GET of ``url`` (with ``rename``: a PUT of that name to ``url``), timed."""
     started = time.perf_counter()
-    answer = http.get(url, headers=headers)
+    if rename is None:
+        answer = http.get(url, headers=headers)
+    else:
+        answer = http.put(url, json={"name": rename}, headers=headers)
     elapsed = time.perf_counter() - started
     if answer.status_code != 200:
-        raise RuntimeError(f"GET {url}: {answer.status_code} {answer.text[:200]}")
+        raise RuntimeError(f"{url}: {answer.status_code} {answer.text[:200]}")
     return elapsed
 
 
@@ -227,11 +246,14 @@ def main() -> None:
         )
         if migrated.returncode != 0:
             sys.exit(migrated.stdout + migrated.stderr)
-        urls = {
+        servers = {
             "none": stack.enter_context(serve(base)),
             "self": stack.enter_context(serve({**base, "DATABASE_REPLICA_URLS": primary})),
             "standby": stack.enter_context(serve({**base, "DATABASE_REPLICA_URLS": standby})),
         }
+        urls = {name: url for name, (url, _) in servers.items()}
+        pids = {name: pid for name, (_, pid) in servers.items()}
+        cpu: dict[str, float] = {}
         clients = {
             name: stack.enter_context(httpx.Client(base_url=url)) for name, url in urls.items()
         }
@@ -252,9 +274,21 @@ def main() -> None:
             order = ["none", "self"] if round_number % 2 == 0 else ["self", "none"]
             for op, path in ops.items():
                 for name in order:
+                    before = cpu_seconds(pids[name])
                     figures.setdefault(f"{op} {name}", []).extend(
                         timed(clients[name], path, headers) for _ in range(args.requests)
                     )
+                    spent = cpu_seconds(pids[name]) - before
+                    cpu[f"{op} {name}"] = cpu.get(f"{op} {name}", 0.0) + spent
+            # A mutation: with replicas its answer carries the token (one more statement).
+            for name in order:
+                before = cpu_seconds(pids[name])
+                figures.setdefault(f"rename {name}", []).extend(
+                    timed(clients[name], f"{ops['get']}/name", headers, rename=f"{name} {n}")
+                    for n in range(args.requests // 3)
+                )
+                spent = cpu_seconds(pids[name]) - before
+                cpu[f"rename {name}"] = cpu.get(f"rename {name}", 0.0) + spent
             http = clients["standby"]
             for i in range(args.token_reads):
                 saved = http.put(
@@ -274,21 +308,45 @@ def main() -> None:
                 for kind in order[i % 3 :] + order[: i % 3]:  # each first as often
                     values, sent = kinds[kind]
                     values.append(timed(http, url, sent))
+        # Which server answered the standby's reads (all but the provisioning: the standby).
+        served = {
+            line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+            for line in clients["standby"].get("/metrics").text.splitlines()
+            if line.startswith("cellar_db_reads_total{")
+        }
         seam = asyncio.run(measure_seam(primary, standby, headers, notebook_id, args))
 
     report: dict[str, Any] = {name: summary(values) for name, values in figures.items()}
+    report["reads on the standby's server, by server"] = served
+    for name, seconds in cpu.items():
+        report[name]["server_cpu_us_per_request"] = seconds / len(figures[name]) * 1e6
     report["get standby, token passed"] = summary(with_token)
     report["get standby, no token"] = summary(without_token)
     report["get standby, token 0/0"] = summary(known_token)
-    print(f"{'measurement':32} {'n':>6} {'median ms':>10} {'p90 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'measurement':32} {'n':>6} {'median ms':>10} {'p90 ms':>8} {'p99 ms':>8}"
+        f" {'server CPU us/req':>18}"
+    )
+    print(f"reads of the standby's server: {served}")
     for name, values in report.items():
+        if "n" not in values:
+            continue
+        cpu_figure = values.get("server_cpu_us_per_request")
         print(
             f"{name:32} {values['n']:>6} {values['median_ms']:>10.3f}"
             f" {values['p90_ms']:>8.3f} {values['p99_ms']:>8.3f}"
+            f" {'' if cpu_figure is None else f'{cpu_figure:.0f}':>18}"
         )
-    for op in ops:
+    for op in (*ops, "rename"):
         ratio = report[f"{op} self"]["median_ms"] / report[f"{op} none"]["median_ms"]
-        print(f"{op}: replicas set to the primary / none = {ratio:.3f} (median)")
+        work = (
+            report[f"{op} self"]["server_cpu_us_per_request"]
+            / report[f"{op} none"]["server_cpu_us_per_request"]
+        )
+        print(
+            f"{op}: replicas set to the primary / none = {ratio:.3f} (median),"
+            f" {work:.3f} (server CPU per request)"
+        )
     added = (
         report["get standby, token passed"]["median_ms"]
         - report["get standby, no token"]["median_ms"]

@@ -38,6 +38,9 @@ EXTERNAL_ISSUER = "https://idp.test.invalid/"
 EXTERNAL_AUDIENCE = "cellar-tests"
 
 TEST_ENV = {
+    # The daily jobs would fire in the middle of a long session and purge what a test
+    # aged on purpose; tests run them by hand (tests/api/test_trash.py).
+    "DAILY_JOBS": "false",
     "APP_SECRET_KEY": secrets.token_urlsafe(48),
     "ENCRYPTION_KEY": Fernet.generate_key().decode(),
     # Generous for the shared in-process client; the limiter itself is tested

@@ -192,7 +192,9 @@ def running_pair() -> Iterator[Pair]:
             "--auth=trust",
             "-E",
             "UTF8",
-            "--locale=C",
+            # As Debian's own clusters: under plain C, PostgreSQL's regular expressions
+            # (search snippets) do not take emoji for letters.
+            "--locale=C.UTF-8",
             "--no-sync",
         )
         with (primary / "postgresql.conf").open("a") as conf:

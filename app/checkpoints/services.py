@@ -26,6 +26,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.notebooks.cells import ENCODE, api_cell, make_cell
 from app.notebooks.schemas import CELL_TYPES, Cell, Notebook
 from app.notebooks.services import _addressable, _change
+from app.replicas import routing
 from app.store import checkpoints as store
 from app.store import notebooks as notebook_store
 from app.store.notebooks import Changed
@@ -85,8 +86,12 @@ class CheckpointService:
 
     async def list(self, user_id: UUID, notebook_id: str) -> list[Checkpoint]:
         _addressable(notebook_id)
-        async with connection() as conn:
-            found = await store.listed(conn, notebook_id, user_id)
+        # A replica may answer; one that does not know the notebook yet leaves it to the
+        # primary (app.replicas.routing).
+        found = await routing.read(
+            lambda conn: store.listed(conn, notebook_id, user_id),
+            fresh=lambda listed: listed is not None,
+        )
         if found is None:
             raise NotFound("notebook not found")
         return found
@@ -95,8 +100,10 @@ class CheckpointService:
         """The notebook as the checkpoint holds it, in GET's shape, without restoring it."""
         _addressable(notebook_id)
         checkpoint_id = _checkpoint_id(checkpoint)
-        async with connection() as conn:
-            row = await store.read(conn, notebook_id, user_id, checkpoint_id)
+        row = await routing.read(
+            lambda conn: store.read(conn, notebook_id, user_id, checkpoint_id),
+            fresh=lambda found: found is not None,
+        )
         if row is None:
             raise NotFound("checkpoint not found")
         return self.notebooks.shown(row)

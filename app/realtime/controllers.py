@@ -98,7 +98,8 @@ class EventsStreamController(Controller):
                 },
                 status_code=406,
             )
-        last_event_id = request.headers.get("last-event-id")
+        # EventSource sends an empty Last-Event-ID when its last event had no id: absent.
+        last_event_id = request.headers.get("last-event-id", "").strip() or None
         field = "Last-Event-ID" if last_event_id is not None else "since"
         try:
             since = protocol.parse_position(

@@ -235,6 +235,20 @@ class Hub:
             topic.recheck = True
             self._pump(topic)
 
+    def swept(self, live: dict[str, int]) -> None:
+        """What a sweep found: the followed notebooks still there → their last seq.
+
+        The others were deleted for good: their subscribers are closed (4404).
+        A seq beyond what a topic has read is a lost wake-up: read it now.
+        """
+        for notebook_id, topic in list(self.topics.items()):
+            seq = live.get(notebook_id)
+            if seq is None:
+                for subscriber in list(topic.subscribers):
+                    subscriber.close(CLOSE_NOT_FOUND, "the notebook was deleted")
+            elif seq > topic.seq:
+                self.notify(notebook_id, seq)
+
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server stopping") -> None:
         """End every subscription (the process is stopping)."""
         for topic in list(self.topics.values()):

@@ -9,7 +9,10 @@ bytes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import secrets
 from typing import TYPE_CHECKING
 
@@ -21,6 +24,7 @@ from app.realtime.listener import Listener
 from app.realtime.schemas import EventTicket
 from app.store import events as events_store
 from app.store import realtime as store
+from app.system.outage import is_unreachable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
     from app.realtime.hub import Subscriber
     from app.settings import Settings
     from app.store.events import Event
+
+logger = logging.getLogger(__name__)
 
 TICKET_SECONDS = 60
 BAD_TICKET = "invalid, used or expired ticket"
@@ -57,18 +63,49 @@ class RealtimeService:
         self.auth_timeout = settings.realtime_auth_timeout_seconds
         self.hub = Hub(self._fetch, max_queued=settings.realtime_max_queued)
         self.listener = Listener(self.hub, listen_config(settings))
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifetime ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start listening (in the background: a database still starting is retried)."""
         self.listener.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="realtime-sweeper")
         _RUNNING.add(self)
 
     async def stop(self) -> None:
         _RUNNING.discard(self)
         self.hub.close_all()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.listener.stop()
+
+    async def sweep(self) -> None:
+        """Catch what no notification says, once per heartbeat period, in one statement.
+
+        A purge (``DELETE …?purge=true``) or the admin deletes the row and, by
+        cascade, its events: nothing is notified, and the subscribers are
+        closed (4404).  A wake-up is sent after its change's commit, so one
+        can be lost (the process stopped in between): a followed notebook
+        whose seq is past what its topic read is read now.
+        """
+        followed = list(self.hub.topics)
+        if not followed:
+            return
+        async with connection() as conn:
+            live = await store.live(conn, followed)
+        self.hub.swept(live)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self.sweep()
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    logger.exception("realtime: checking the followed notebooks failed")
 
     # -- who is asking -------------------------------------------------------------------
 

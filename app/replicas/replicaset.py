@@ -194,8 +194,8 @@ class ReplicaSet:
         pool = self.primary()
         if pool is None:
             return None
-        async with pool.acquire(timeout=self.check_timeout) as conn:
-            return int(await conn.fetchval(INSERTED, timeout=self.check_timeout))
+        async with pool.acquire() as conn:  # no timeout: a wait_for task per mutation
+            return int(await conn.fetchval(INSERTED))
 
     # -- the monitor -----------------------------------------------------------------------
 

@@ -47,6 +47,12 @@ START = (
     + f" FROM notebooks n WHERE {OWNED}"
 )
 
+# Which of these followed notebooks are still there and out of the trash, with their
+# last seq: one statement per sweep for every topic of the process.  A notebook deleted
+# for good (a purge, the admin) leaves no event to close its subscribers with, and a
+# wake-up lost on its way (it is sent after the commit) leaves a seq not yet read.
+LIVE = "SELECT n.id, n.seq FROM notebooks n WHERE n.id = ANY($1::text[]) AND n.deleted_at IS NULL"
+
 # $1 $2 the notebook and its owner, $3 the ticket's hash, $4 its lifetime in seconds.
 # Issuing also clears the expired tickets of everyone (an index range on expires_at),
 # so the table holds about a minute's worth of tickets.
@@ -71,6 +77,11 @@ async def start(conn: asyncpg.Connection, notebook_id: str, user_id: UUID) -> St
     """The notebook's last seq and oldest kept event; None when it is not the user's."""
     record = await conn.fetchrow(START, notebook_id, user_id)
     return None if record is None else Start(*record)
+
+
+async def live(conn: asyncpg.Connection, notebook_ids: list[str]) -> dict[str, int]:
+    """The notebooks among ``notebook_ids`` still there and out of the trash → their seq."""
+    return {record[0]: record[1] for record in await conn.fetch(LIVE, notebook_ids)}
 
 
 async def issue_ticket(

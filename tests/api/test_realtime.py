@@ -350,3 +350,42 @@ async def test_the_events_route_without_a_stream_or_socket_answers_406(
     assert bad_id.status_code == 400 and bad_id.json()["field"] == "Last-Event-ID"
     other = await client.get("/notebooks/no-such/events", headers={**sse, **headers})
     assert other.status_code == 404
+    # An empty Last-Event-ID is no position: since applies (and is checked).
+    empty = await client.get(
+        f"/notebooks/{notebook_id}/events?since=-1",
+        headers={**sse, **headers, "Last-Event-ID": ""},
+    )
+    assert empty.status_code == 400 and empty.json()["field"] == "since"
+
+
+async def test_subscribers_of_a_notebook_deleted_for_good_are_closed_by_the_sweep(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    service = RealtimeService(settings, tokens=None, auth=None)  # type: ignore[arg-type]
+    kept, _ = await new_notebook(client)
+    purged, headers = await new_notebook(client)
+    followers = [service.hub.subscribe(n, 0, 0) for n in (kept, purged)]
+    await service.sweep()
+    assert [f.close_code for f in followers] == [None, None]
+    # Deleted for good, as a purge or the admin does it: no event is left to say so.
+    answer = await client.delete(f"/notebooks/{purged}?purge=true", headers=headers)
+    assert answer.status_code == 200, answer.text
+    await service.sweep()
+    assert [f.close_code for f in followers] == [None, 4404]
+    await asyncio.wait_for(followers[1].closed(), WAIT)
+
+
+async def test_the_sweep_reads_what_a_lost_wake_up_did_not_announce(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    service = RealtimeService(settings, tokens=None, auth=None)  # type: ignore[arg-type]
+    notebook_id, _ = await new_notebook(client)
+    base = await current_seq(notebook_id)
+    subscriber = service.hub.subscribe(notebook_id, base, base)
+    reading = asyncio.create_task(collect(subscriber, base + 2))
+    await append(notebook_id, notify=False)  # committed, its wake-up lost
+    await append(notebook_id, notify=False)
+    await asyncio.sleep(0.3)
+    assert not reading.done()
+    await service.sweep()
+    assert await reading == [base + 1, base + 2]

@@ -150,6 +150,30 @@ async def test_the_trash_with_the_token_while_the_standby_lags(
     assert stale.json()["notebooks"] == []
 
 
+async def test_a_checkpoint_with_the_token_while_the_standby_lags(
+    client: httpx.AsyncClient, tokenless: httpx.AsyncClient, paused: Pair
+) -> None:
+    headers = await new_user_headers(client)
+    await paused.resume()
+    notebook_id, _ = await notebook(client, headers)
+    await paused.caught_up()
+    await paused.pause()
+    made = await client.post(
+        f"/notebooks/{notebook_id}/checkpoints", json={"name": "before"}, headers=headers
+    )
+    assert made.status_code == 201, made.text
+    token = {"Cellar-Consistency": made.headers["cellar-consistency"]}
+    base = f"/notebooks/{notebook_id}/checkpoints"
+    listed = await tokenless.get(base, headers={**headers, **token})
+    assert [c["id"] for c in listed.json()["checkpoints"]] == [made.json()["id"]]
+    read = await tokenless.get(f"{base}/{made.json()['id']}", headers={**headers, **token})
+    assert read.status_code == 200
+    assert read.json()["name"] == "first"
+    # The lagging standby, asked without the token, has no checkpoint yet.
+    stale = await tokenless.get(base, headers=headers)
+    assert stale.json()["checkpoints"] == []
+
+
 async def test_if_none_match_newer_than_the_standby_goes_to_the_primary(
     client: httpx.AsyncClient, tokenless: httpx.AsyncClient, paused: Pair
 ) -> None:

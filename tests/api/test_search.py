@@ -512,7 +512,13 @@ async def test_emoji_and_symbols_find_the_cells_that_hold_them(client: Any) -> N
     await make_notebook(client, headers, "n", ("python", 'print("hello")'))
     (result,) = await search(client, headers, q="👋")
     assert result["notebook_id"] == wave
-    assert result["matches"] == [{"cell_id": cell, "snippet": 'print("<<👋>> hello")'}]
+    # The snippet's end depends on the server's locale: under LC_CTYPE=C PostgreSQL's text
+    # parser takes non-ASCII characters for letters, so 👋 is a word there and the snippet
+    # is ts_headline's (which drops the trailing punctuation); elsewhere it is the
+    # substring's window.  Either way the cell is found and the emoji marked.
+    (match,) = result["matches"]
+    assert match["cell_id"] == cell
+    assert match["snippet"] in ('print("<<👋>> hello")', 'print("<<👋>> hello')
     percent, _ = await make_notebook(client, headers, "p", ("python", "x = 10 %% 3"))
     assert ids(await search(client, headers, q="%%")) == [percent]
     assert await search(client, headers, q="🦄") == []

@@ -303,3 +303,23 @@ async def test_a_failing_daily_job_does_not_stop_the_others(client: Any) -> None
 
     assert await DailyJobs({"broken": broken, "fine": fine}).run_all() == {"fine": 0}
     assert ran == ["fine"]
+
+
+async def test_the_exports_write_live_notebooks_only(client: Any) -> None:
+    """cellar export-ipynb and export-legacy skip the trash (docs/trash.md)."""
+    from app.store import ipynb, legacy
+
+    headers = await fresh_user_headers(client)
+    me = (await client.get("/me", headers=headers)).json()
+    live = await create_notebook(client, headers, "live")
+    trashed = await create_notebook(client, headers, "trashed")
+    assert (await client.delete(f"/notebooks/{trashed}", headers=headers)).status_code == 200
+    async with connection() as conn, conn.transaction():
+        exported = [row.id async for _, row in ipynb.export_rows(conn, uuid.UUID(me["id"]))]
+        counted = await ipynb.count(conn, uuid.UUID(me["id"]))
+    assert exported == [live] and counted == 1
+    async with connection() as conn, conn.transaction():
+        every = {row.id async for row in legacy.export_rows(conn)}
+        total = await legacy.count(conn)
+    assert live in every and trashed not in every
+    assert total == len(every)

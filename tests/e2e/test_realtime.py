@@ -496,3 +496,28 @@ async def test_a_stopping_server_ends_its_streams_at_once(database_url: str) -> 
     assert took < 10.0, server.tail()
     assert socket.close_code in (1001, 1012), socket.close_code  # ours, or uvicorn's own
     assert "event: close" in lines and 'data: {"code":1001,"reason":"server stopping"}' in lines
+
+
+async def test_every_worker_of_a_process_group_follows_the_events(database_url: str) -> None:
+    """``--workers 2``: each worker has its own listening connection and hub."""
+    env = {**os.environ, **REALTIME_ENV}
+    assert env["DATABASE_URL"] == database_url
+    with cellar_server(env, workers=2) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+            account = await Account.new(http)
+            sockets = [
+                await connect(
+                    ws_url(server.url, account.notebook_id),
+                    subprotocols=["bearer", account.token],  # type: ignore[list-item]
+                )
+                for _ in range(6)
+            ]
+            await asyncio.sleep(0.5)
+            await account.edit(http, 1)
+            events = [await next_event(socket) for socket in sockets]
+            assert {event["seq"] for event in events} == {account.seq + 1}
+            for socket in sockets:
+                await socket.close()
+            await asyncio.sleep(0.5)
+            metrics = (await http.get("/metrics")).text
+            assert "cellar_realtime_events_delivered_total 6.0" in metrics, metrics[-3000:]

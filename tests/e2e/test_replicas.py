@@ -43,7 +43,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 # The read routes (list and its pages, GET, graph, search, conditional GETs, history,
-# trash, the read cache) and the replica's own tests.
+# trash, checkpoints, the read cache) and the replica's own tests.
 WITH_REPLICA = (
     "tests/api/test_replica_routing.py",
     "tests/api/test_notebooks.py",
@@ -54,6 +54,7 @@ WITH_REPLICA = (
     "tests/api/test_history.py",
     "tests/api/test_trash.py",
     "tests/api/test_read_cache.py",
+    "tests/api/test_checkpoints.py",
 )
 # Checks of the primary's query plans on freshly seeded data, which a new cluster's
 # statistics may not support yet; they read nothing through the seam.

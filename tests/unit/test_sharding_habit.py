@@ -57,6 +57,9 @@ MULTI_SHARD = {
     # Events by notebook id once the caller has checked the owner.
     "events.OLDEST": "by notebook id after the owner check; add user_id on Citus",
     "events.AFTER": "realtime catch-up by primary key, owner checked by the caller",
+    # Realtime's sweep: one statement per heartbeat over every notebook this process
+    # follows, whoever owns them.
+    "realtime.LIVE": "the followed notebooks of every user, by id (one sweep per heartbeat)",
     "events.PRUNE": "cellar prune-history over every user's notebooks, by nature",
 }
 
