@@ -108,6 +108,8 @@ class Figures:
     # CPU time of the server process per answered request, µs (its PostgreSQL backends not
     # included): much steadier than req/s on a shared machine. Set by bench/run.py.
     server_cpu_us: float = 0.0
+    # The same plus the CPU time of the PostgreSQL backends serving the server's connections.
+    total_cpu_us: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
