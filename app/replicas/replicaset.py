@@ -149,10 +149,12 @@ class ReplicaSet:
         self.pool_options = pool_options
         self.primary = primary
         self.primary_url = primary_url
-        # The monitor's own connection to each server (by URL), outside the pools: its
-        # checks never wait behind requests, hold a request's connection or count among
-        # the statements requests send (QueryCounter).
-        self._watching: dict[str, asyncpg.Connection] = {}
+        # The monitor's own connection to each server (the primary's under None, each
+        # replica's under itself), outside the pools: its checks never wait behind
+        # requests, hold a request's connection or count among the statements requests
+        # send (QueryCounter).  One check at a time uses them (``_checking``).
+        self._watching: dict[Replica | None, asyncpg.Connection] = {}
+        self._checking = asyncio.Lock()
         self.check_timeout = check_timeout
         self.interval = interval
         self.primary_reads = replica_reads("primary")
@@ -222,9 +224,10 @@ class ReplicaSet:
             watching.terminate()
         self._watching.clear()
 
-    async def _ask(self, url: str, statement: str) -> int:
-        """One number from the server at ``url``, on the monitor's own connection to it."""
-        conn = self._watching.get(url)
+    async def _ask(self, server: Replica | None, statement: str) -> int:
+        """One number from a replica (None: the primary), on the monitor's own connection."""
+        url = self.primary_url if server is None else server.url
+        conn = self._watching.get(server)
         try:
             if conn is None or conn.is_closed():
                 options = {
@@ -233,10 +236,10 @@ class ReplicaSet:
                     if name in ("server_settings", "statement_cache_size")
                 }
                 conn = await asyncpg.connect(url, timeout=self.check_timeout, **options)
-                self._watching[url] = conn
+                self._watching[server] = conn
             return int(await conn.fetchval(statement, timeout=self.check_timeout))
         except BaseException:
-            stale = self._watching.pop(url, None)
+            stale = self._watching.pop(server, None)
             if stale is not None:
                 stale.terminate()
             raise
@@ -251,19 +254,20 @@ class ReplicaSet:
 
     async def check(self) -> None:
         """Sample the primary's position, then every replica's, concurrently."""
-        await self._sample_primary()
-        await asyncio.gather(*(self._check(replica) for replica in self.replicas))
+        async with self._checking:
+            await self._sample_primary()
+            await asyncio.gather(*(self._check(replica) for replica in self.replicas))
 
     async def _sample_primary(self) -> None:
         try:
-            position = await self._ask(self.primary_url, WRITTEN)
+            position = await self._ask(None, WRITTEN)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return  # the primary's own outage is reported by /health and the requests
         self._samples.append((time.monotonic(), position))
 
     async def _check(self, replica: Replica) -> None:
         try:
-            replayed = await self._ask(replica.url, REPLAYED)
+            replayed = await self._ask(replica, REPLAYED)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             replica.mark("down", None)
             return
