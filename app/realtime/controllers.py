@@ -141,7 +141,7 @@ async def _sse_frames(
             if event is None:
                 yield protocol.SSE_HEARTBEAT
                 continue
-            yield protocol.sse_event(event)
+            yield protocol.sse_event(event, realtime.token(notebook_id))
             REALTIME_EVENTS.inc()
         if subscriber.close_code is not None:
             yield protocol.sse_close(subscriber.close_code, subscriber.close_reason)
@@ -250,7 +250,8 @@ async def _send_events(
         if event is None:
             await socket.send_data(protocol.heartbeat_message(subscriber.position), "text")
             continue
-        await socket.send_data(protocol.event_message(event), "text")
+        token = realtime.token(subscriber.notebook_id)
+        await socket.send_data(protocol.event_message(event, token), "text")
         REALTIME_EVENTS.inc()
 
 

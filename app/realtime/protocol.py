@@ -7,6 +7,12 @@ each once.  A WebSocket heartbeat is ``{"type": "heartbeat", "seq": N}``
 (N: the last seq sent, so a client can tell it is up to date); an SSE
 heartbeat is a comment line, which ``EventSource`` ignores.
 
+With read replicas configured (issue 18), each event message also carries
+``"consistency": "<LSN>"``: a ``Cellar-Consistency`` token past that event's
+commit, for the client to send with its next read so that a replica behind
+the event cannot answer it.  Without replicas the messages are exactly the
+history's events.
+
 A refusal is the HTTP status of the same error for SSE, and 4000 + that
 status as a WebSocket close code (401 → 4401, 404 → 4404, 410 → 4410,
 400 → 4400): the domain errors of ``app.errors`` serve both.
@@ -84,18 +90,25 @@ def token_message(text: str | bytes) -> str | None:
     return message.token.strip() or None
 
 
-def event_message(event: Event) -> bytes:
-    """One event as a WebSocket text message."""
-    return _encoder.encode(event)
+def event_message(event: Event, token: str | None = None) -> bytes:
+    """One event as a WebSocket text message, with its consistency token if given."""
+    return _with_token(_encoder.encode(event), token)
+
+
+def _with_token(encoded: bytes, token: str | None) -> bytes:
+    """The event's JSON object with ``"consistency"`` added as its last member."""
+    if token is None:
+        return encoded
+    return b'%s,"consistency":"%s"}' % (encoded[:-1], token.encode("ascii"))
 
 
 def heartbeat_message(seq: int) -> bytes:
     return b'{"type":"heartbeat","seq":%d}' % seq
 
 
-def sse_event(event: Event) -> bytes:
+def sse_event(event: Event, token: str | None = None) -> bytes:
     """One event as an SSE message: ``id`` is its seq (``Last-Event-ID`` on reconnect)."""
-    return b"id: %d\ndata: %s\n\n" % (event.seq, _encoder.encode(event))
+    return b"id: %d\ndata: %s\n\n" % (event.seq, _with_token(_encoder.encode(event), token))
 
 
 SSE_HEARTBEAT = b": heartbeat\n\n"

@@ -22,6 +22,7 @@ from app.errors import Gone, NotFound, Unauthorized
 from app.realtime.hub import Hub
 from app.realtime.listener import Listener
 from app.realtime.schemas import EventTicket
+from app.replicas import routing, tokens
 from app.store import events as events_store
 from app.store import realtime as store
 from app.system.outage import is_unreachable
@@ -64,6 +65,10 @@ class RealtimeService:
         self.hub = Hub(self._fetch, max_queued=settings.realtime_max_queued)
         self.listener = Listener(self.hub, listen_config(settings))
         self._sweeper: asyncio.Task[None] | None = None
+        # With read replicas: per followed notebook, the primary's WAL position read after
+        # the latest read of its events (the most advanced of them), so past every event
+        # read so far: the consistency token sent with each event.
+        self._positions: dict[str, int] = {}
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -160,6 +165,19 @@ class RealtimeService:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.hub.unsubscribe(subscriber)
+        if subscriber.notebook_id not in self.hub.topics:
+            self._positions.pop(subscriber.notebook_id, None)
+
+    def token(self, notebook_id: str) -> str | None:
+        """The consistency token for an event of this notebook already read; None without
+        replicas.
+
+        Every event a subscriber sends was read by a ``_fetch`` that then stored a
+        position read after it, and positions only grow: a replica past the token
+        holds the event (its commit lies before the position).
+        """
+        position = self._positions.get(notebook_id)
+        return None if position is None else tokens.format_lsn(position)
 
     def events(self, subscriber: Subscriber) -> AsyncIterator[Event | None]:
         """The subscriber's events, each once, in seq order; None: a heartbeat is due."""
@@ -167,7 +185,13 @@ class RealtimeService:
 
     async def _fetch(self, notebook_id: str, since: int, limit: int) -> list[Event]:
         async with connection() as conn:
-            return await events_store.after(conn, notebook_id, since, limit)
+            events = await events_store.after(conn, notebook_id, since, limit)
+        replicas = routing.installed()
+        if events and replicas is not None:
+            position = await replicas.primary_position()
+            if position is not None and position > self._positions.get(notebook_id, -1):
+                self._positions[notebook_id] = position
+        return events
 
 
 def close_streams() -> None:

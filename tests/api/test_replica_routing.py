@@ -315,3 +315,38 @@ async def test_a_stopped_standby_is_no_error_for_clients(
             break
     else:
         raise AssertionError("the standby did not come back")
+
+
+async def test_the_event_stream_carries_tokens_past_each_event(
+    client: httpx.AsyncClient, tokenless: httpx.AsyncClient, paused: Pair, settings: Settings
+) -> None:
+    """An event read by the realtime service comes with a token that a lagging standby has
+    not reached: a read sending it back shows the change the event announced."""
+    from app.auth.services import AuthService
+    from app.auth.tokens import TokenService
+    from app.realtime.services import RealtimeService
+    from app.replicas import tokens
+
+    headers = await new_user_headers(client)
+    await paused.resume()
+    notebook_id, _ = await notebook(client, headers)
+    await paused.caught_up()
+    await paused.pause()
+    renamed = await client.put(
+        f"/notebooks/{notebook_id}/name", json={"name": "announced"}, headers=headers
+    )
+    written = tokens.parse(renamed.headers["cellar-consistency"])
+
+    signer = TokenService(secret_key=settings.app_secret_key or "x", lifetime_seconds=60)
+    realtime = RealtimeService(settings, signer, AuthService())
+    assert realtime.token(notebook_id) is None  # nothing read yet
+    events = await realtime._fetch(notebook_id, 0, 100)
+    assert events[-1].op == "rename"
+    token = realtime.token(notebook_id)
+    assert token is not None and tokens.parse(token) >= written
+    fresh = await tokenless.get(
+        f"/notebooks/{notebook_id}", headers={**headers, "Cellar-Consistency": token}
+    )
+    assert fresh.json()["name"] == "announced"
+    stale = await tokenless.get(f"/notebooks/{notebook_id}", headers=headers)
+    assert stale.json()["name"] == "first"  # the standby really is behind the event

@@ -78,6 +78,20 @@ def test_messages_carry_the_event_as_history_shows_it() -> None:
     )
 
 
+def test_with_replicas_each_message_carries_a_consistency_token() -> None:
+    at = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
+    event = Event(7, 3, at, "system", "rename", None, msgspec.Raw(b'{"name":"n"}'))
+    plain = msgspec.json.decode(protocol.event_message(event))
+    message = msgspec.json.decode(protocol.event_message(event, "16/B374D848"))
+    assert message == {**plain, "consistency": "16/B374D848"}
+    frame = protocol.sse_event(event, "0/16B3748")
+    assert frame.startswith(b"id: 7\ndata: {")
+    data = frame.removeprefix(b"id: 7\ndata: ").removesuffix(b"\n\n")
+    assert msgspec.json.decode(data) == {**plain, "consistency": "0/16B3748"}
+    # Without replicas (no token) the messages are the history's events, byte for byte.
+    assert protocol.event_message(event, None) == msgspec.json.encode(event)
+
+
 def test_realtime_settings() -> None:
     base = {"DATABASE_URL": "postgresql://db/cellar", "APP_SECRET_KEY": "k" * 40}
     from cryptography.fernet import Fernet
