@@ -47,16 +47,14 @@ import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
-import psutil
 from cryptography.fernet import Fernet
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -64,68 +62,12 @@ from websockets.exceptions import ConnectionClosed
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import free_port  # noqa: E402
+from bench.servers import executable, percentile, serve  # noqa: E402
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    import psutil
 
 PASSWORD = "bench password"
-
-
-def _executable(name: str) -> str:
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
-
-
-@contextmanager
-def serve(env: dict[str, str]) -> Iterator[tuple[str, psutil.Process]]:
-    port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in the finally below)
-    process = subprocess.Popen(
-        [
-            _executable("cellar"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"cellar serve did not start: {log.read().decode()[-3000:]}")
-            time.sleep(0.2)
-        yield url, psutil.Process(process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:
@@ -335,7 +277,7 @@ def main() -> None:
             "AUTH_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
         }
         migrated = subprocess.run(
-            [_executable("piccolo"), "migrations", "forwards", "all"],
+            [executable("piccolo"), "migrations", "forwards", "all"],
             env=env,
             capture_output=True,
             text=True,

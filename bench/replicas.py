@@ -56,11 +56,10 @@ import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import httpx
@@ -70,19 +69,11 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import free_port  # noqa: E402
+from bench.servers import executable, percentile, serve  # noqa: E402
 from tests.replicas import Pair, running_pair, why_unavailable  # noqa: E402
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 CELLS = 20
 NOTEBOOKS = 20
-
-
-def _executable(name: str) -> str:
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
 
 
 def cpu_seconds(pid: int) -> float:
@@ -93,57 +84,6 @@ def cpu_seconds(pid: int) -> float:
         times = each.cpu_times()
         total += times.user + times.system
     return total
-
-
-@contextmanager
-def serve(env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in the finally below)
-    process = subprocess.Popen(
-        [
-            _executable("cellar"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"cellar serve did not start: {log.read().decode()[-3000:]}")
-            time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -237,7 +177,7 @@ def main() -> None:
             "DATABASE_REPLICA_URLS": "",
         }
         migrated = subprocess.run(
-            [_executable("piccolo"), "migrations", "forwards", "all"],
+            [executable("piccolo"), "migrations", "forwards", "all"],
             env=base,
             cwd=ROOT,
             capture_output=True,
@@ -252,7 +192,7 @@ def main() -> None:
             "standby": stack.enter_context(serve({**base, "DATABASE_REPLICA_URLS": standby})),
         }
         urls = {name: url for name, (url, _) in servers.items()}
-        pids = {name: pid for name, (_, pid) in servers.items()}
+        pids = {name: process.pid for name, (_, process) in servers.items()}
         cpu: dict[str, float] = {}
         clients = {
             name: stack.enter_context(httpx.Client(base_url=url)) for name, url in urls.items()
