@@ -154,7 +154,8 @@ async def fan_out(
 
             async def receive() -> None:
                 while len(arrived) < count:
-                    message = json.loads(await asyncio.wait_for(socket.recv(), 30))
+                    async with asyncio.timeout(30):
+                        message = json.loads(await socket.recv())
                     if message.get("op") != "cell_update":
                         continue
                     now = time.time()
@@ -182,7 +183,8 @@ async def fan_out(
                 edits.append(asyncio.create_task(edit(n)))
             await asyncio.gather(*edits)
             elapsed = time.monotonic() - started
-            await asyncio.wait_for(receiver, 60)
+            async with asyncio.timeout(60):
+                await receiver
         for revision, when in answered.items():
             if revision in arrived:
                 from_answer.append(arrived[revision] - when)
@@ -208,7 +210,8 @@ async def refused(url: str, notebook_id: str, attempts: int) -> dict[str, int]:
             ws(url, notebook_id), subprotocols=["bearer", "bad-token"], open_timeout=60
         ) as socket:
             with suppress(ConnectionClosed):
-                await asyncio.wait_for(socket.recv(), 30)
+                async with asyncio.timeout(30):
+                    await socket.recv()
             code = socket.close_code or 0
             codes[code] = codes.get(code, 0) + 1
 

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jwt
 
 from tests.conftest import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, EXTERNAL_KEY
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from httpx import AsyncClient
 
+T = TypeVar("T")
+
 PASSWORD = "correct horse battery"
+
+
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """``await awaitable``, or raise TimeoutError after ``seconds``.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it swallows its own cancellation
+    when the awaitable completes in that moment, so a wait_for inside another
+    timeout (a heartbeat arriving as the outer one fires) never returned.
+    """
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 def unique_email(prefix: str = "user") -> str:

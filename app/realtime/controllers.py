@@ -201,7 +201,8 @@ async def _open(
         user_id = await realtime.user_from_ticket(ticket, notebook_id)
     else:
         try:
-            first = await asyncio.wait_for(socket.receive_data("text"), realtime.auth_timeout)
+            async with asyncio.timeout(realtime.auth_timeout):
+                first = await socket.receive_data("text")
         except TimeoutError:
             raise Unauthorized('no token: send {"token": …} first') from None
         token = protocol.token_message(first)
@@ -273,4 +274,5 @@ async def _close(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> No
     """
     encoded = reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore")
     with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
-        await asyncio.wait_for(socket.close(code, encoded), CLOSE_TIMEOUT)
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await socket.close(code, encoded)

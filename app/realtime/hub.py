@@ -123,7 +123,8 @@ class Subscriber:
             if not self._queue:
                 self._ready.clear()
                 try:
-                    await asyncio.wait_for(self._ready.wait(), heartbeat)
+                    async with asyncio.timeout(heartbeat):
+                        await self._ready.wait()
                 except TimeoutError:
                     yield HEARTBEAT
                 continue

@@ -99,7 +99,8 @@ class Listener:
                 self.hub.wake_all()
                 while not closed.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(closed.wait(), self.check_interval)
+                        async with asyncio.timeout(self.check_interval):
+                            await closed.wait()
                     if not closed.is_set():
                         await conn.fetchval("SELECT 1", timeout=self.check_interval)
             except asyncio.CancelledError:

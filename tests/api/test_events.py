@@ -27,6 +27,7 @@ from tests.api.test_notebooks import (
     get_notebook,
     list_notebooks,
 )
+from tests.helpers import within
 
 KIB = 1024
 
@@ -309,7 +310,7 @@ async def test_the_wake_up_arrives_at_commit_never_after_a_rollback(
     client: Any, listener: asyncio.Queue[str]
 ) -> None:
     headers, notebook_id, _, _ = await _setup(client)
-    assert await asyncio.wait_for(listener.get(), 5) == f"1:{notebook_id}"
+    assert await within(listener.get(), 5) == f"1:{notebook_id}"
     user_id = await me(client, headers)
 
     class Rollback(Exception):
@@ -326,7 +327,7 @@ async def test_the_wake_up_arrives_at_commit_never_after_a_rollback(
         f"/notebooks/{notebook_id}/name", json={"name": "kept"}, headers=headers
     )
     assert response.headers["Cellar-Seq"] == "2"
-    assert await asyncio.wait_for(listener.get(), 5) == f"2:{notebook_id}"
+    assert await within(listener.get(), 5) == f"2:{notebook_id}"
 
     # a refused change sends nothing; outputs and a cell edit each send theirs
     refused = await client.put(
@@ -339,8 +340,8 @@ async def test_the_wake_up_arrives_at_commit_never_after_a_rollback(
     base = f"/notebooks/{notebook_id}/cells/{cell_id}"
     await client.put(f"{base}/outputs", json={"status": "running"}, headers=headers)
     await client.put(base, json={"code": "z = 1"}, headers=headers)
-    assert await asyncio.wait_for(listener.get(), 5) == f"3:{notebook_id}"
-    assert await asyncio.wait_for(listener.get(), 5) == f"4:{notebook_id}"
+    assert await within(listener.get(), 5) == f"3:{notebook_id}"
+    assert await within(listener.get(), 5) == f"4:{notebook_id}"
     await asyncio.sleep(0.2)
     assert listener.empty()
 
@@ -349,12 +350,12 @@ async def test_a_wake_up_inside_a_callers_transaction_waits_for_its_commit(
     client: Any, listener: asyncio.Queue[str]
 ) -> None:
     _, notebook_id, _, _ = await _setup(client)
-    assert await asyncio.wait_for(listener.get(), 5) == f"1:{notebook_id}"
+    assert await within(listener.get(), 5) == f"1:{notebook_id}"
     async with transaction() as conn:
         await store.wake(conn, notebook_id, 7)
         await asyncio.sleep(0.2)
         assert listener.empty()  # queued, not sent
-    assert await asyncio.wait_for(listener.get(), 5) == f"7:{notebook_id}"
+    assert await within(listener.get(), 5) == f"7:{notebook_id}"
 
 
 async def test_an_ipynb_import_is_event_one_by_the_importer(client: Any) -> None:

@@ -22,7 +22,7 @@ from app.realtime.listener import Listener
 from app.realtime.services import RealtimeService
 from app.store import events as events_store
 from app.store import realtime as realtime_store
-from tests.helpers import new_user_headers
+from tests.helpers import new_user_headers, within
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -84,7 +84,7 @@ async def collect(subscriber: Subscriber, upto: int, heartbeat: float = 0.2) -> 
                 if event.seq >= upto:
                     return
 
-    await asyncio.wait_for(run(), WAIT)
+    await within(run(), WAIT)
     return seqs
 
 
@@ -101,7 +101,7 @@ async def listening(client: httpx.AsyncClient, settings: Settings) -> Any:
     hub = Hub(fetch, max_queued=1000)
     listener = Listener(hub, listen_config(settings), check_interval=0.2)
     listener.start()
-    await asyncio.wait_for(listener.connected.wait(), WAIT)
+    await within(listener.connected.wait(), WAIT)
     yield hub, listener
     await listener.stop()
 
@@ -206,7 +206,7 @@ async def test_a_client_that_does_not_read_is_closed_with_4429_and_its_queue_dro
     assert subscriber.close_code is None
     await append(notebook_id, notify=False)
     hub.notify(notebook_id, base + 6)
-    await asyncio.wait_for(subscriber.closed(), WAIT)
+    await within(subscriber.closed(), WAIT)
     assert subscriber.close_code == 4429
     assert subscriber.queued == 0
     assert "since" in subscriber.close_reason
@@ -223,7 +223,7 @@ async def test_the_trash_event_is_sent_then_the_subscription_closes_with_4404(
     await append(notebook_id)
     await append(notebook_id, op="trash")
     await append(notebook_id)  # not sent: the subscription ended with the trash
-    await asyncio.wait_for(subscriber.closed(), WAIT)
+    await within(subscriber.closed(), WAIT)
     assert subscriber.close_code == 4404
     assert await reading == [base + 1, base + 2]
 
@@ -372,7 +372,7 @@ async def test_subscribers_of_a_notebook_deleted_for_good_are_closed_by_the_swee
     assert answer.status_code == 200, answer.text
     await service.sweep()
     assert [f.close_code for f in followers] == [None, 4404]
-    await asyncio.wait_for(followers[1].closed(), WAIT)
+    await within(followers[1].closed(), WAIT)
 
 
 async def test_the_sweep_reads_what_a_lost_wake_up_did_not_announce(

@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import TEST_ENV, with_database
 from tests.e2e.conftest import cellar_server, run_cli, stop_postgres
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, within
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -118,7 +118,7 @@ class Account:
 async def next_event(socket: ClientConnection) -> dict[str, Any]:
     """The next event on the socket (heartbeats skipped)."""
     while True:
-        message = json.loads(await asyncio.wait_for(socket.recv(), WAIT))
+        message = json.loads(await within(socket.recv(), WAIT))
         if message.get("type") != "heartbeat":
             return message  # type: ignore[no-any-return]
 
@@ -130,7 +130,7 @@ async def close_code(url: str, first: str | None = None, **options: Any) -> tupl
             await socket.send(first)
         with pytest.raises(ConnectionClosed):
             while True:
-                await asyncio.wait_for(socket.recv(), WAIT)
+                await within(socket.recv(), WAIT)
         assert socket.close_code is not None
         return socket.close_code, socket.close_reason or ""
 
@@ -193,7 +193,7 @@ async def test_edits_through_either_instance_reach_clients_of_both(
             await account.edit((one, two)[n % 2], n)
         received = [await next_event(socket) for _ in range(edits)]
         live = [await next_event(by_message) for _ in range(edits)]
-        events, ids, _ = await asyncio.wait_for(sse, WAIT)
+        events, ids, _ = await within(sse, WAIT)
         expected = list(range(start + 1, start + edits + 1))
         assert [event["seq"] for event in received] == expected
         assert [event["seq"] for event in live] == expected
@@ -204,7 +204,7 @@ async def test_edits_through_either_instance_reach_clients_of_both(
         # Nothing more: each event came once.
         for client in (socket, by_message):
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(next_event(client), 2.5)
+                await within(next_event(client), 2.5)
             await client.close()
         metrics = (await two.get("/metrics")).text
         assert "cellar_realtime_events_delivered_total" in metrics
@@ -225,7 +225,7 @@ async def test_catch_up_with_since_and_last_event_id(
         ) as socket:
             backlog = [await next_event(socket) for _ in range(3)]
             assert [event["seq"] for event in backlog] == [start + 3, start + 4, start + 5]
-            heartbeat = json.loads(await asyncio.wait_for(socket.recv(), WAIT))
+            heartbeat = json.loads(await within(socket.recv(), WAIT))
             assert heartbeat == {"type": "heartbeat", "seq": start + 5}
         # SSE: Last-Event-ID takes the place of since (an EventSource reconnecting).
         _, ids, _ = await sse_events(
@@ -377,7 +377,7 @@ async def test_a_database_restart_loses_and_repeats_nothing(
             seqs = [event["seq"] for event in before + after]
             assert seqs == list(range(start + 1, start + 9)), seqs
             with pytest.raises(TimeoutError):  # and none twice
-                await asyncio.wait_for(next_event(socket), 2.5)
+                await within(next_event(socket), 2.5)
     assert "listening again" in server.output(), server.tail()
 
 
@@ -453,7 +453,7 @@ async def test_a_client_that_stops_reading_is_dropped_with_4429(database_url: st
             seqs: list[int] = []
             with pytest.raises(ConnectionClosed):
                 while True:
-                    message = json.loads(await asyncio.wait_for(client.recv(), WAIT))
+                    message = json.loads(await within(client.recv(), WAIT))
                     if message.get("type") != "heartbeat":
                         seqs.append(message["seq"])
             # What did arrive came in order, each once, and not all of it.
@@ -488,10 +488,10 @@ async def test_a_stopping_server_ends_its_streams_at_once(database_url: str) -> 
             started = time.monotonic()
             code = await asyncio.to_thread(server.stop)
             took = time.monotonic() - started
-            await asyncio.wait_for(stream, WAIT)
+            await within(stream, WAIT)
             with pytest.raises(ConnectionClosed):
                 while True:  # heartbeats sent before the stop, then the close
-                    await asyncio.wait_for(socket.recv(), WAIT)
+                    await within(socket.recv(), WAIT)
     assert code == 0 and server.stopped_by == signal.SIGINT, server.tail()
     assert took < 10.0, server.tail()
     assert socket.close_code in (1001, 1012), socket.close_code  # ours, or uvicorn's own
