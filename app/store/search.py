@@ -585,14 +585,16 @@ def statement(
 GIN_TIMEOUT_MS = 50
 """How long a window may take before it is done again by the walk alone (see _WINDOW)."""
 
-# For the statement's transaction: the generic plan, made once per connection and
-# statement (asyncpg prepares and keeps them), and the bound.  Its choices are the
-# statement's own (walk or GIN is the probe's decision, every lookup by primary
-# key through a LATERAL), so the values add nothing to plan with: planning each
-# search for its values cost more than running it (3 to 10 ms of a 5 to 20 ms
-# search on the bench's 50,000 notebooks, and more under load).
-_SETTINGS = (
-    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
+# For the statement's transaction: a plan made for its values, and the bound.  A
+# generic plan (made once per connection) saved 1 to 3 ms of planning a search, but
+# it expects the average user's share of the window's range: for a heavy user among
+# many light ones it read all of the user's notebooks through a bitmap and sorted
+# them, each window (bench/run.py's search user, 10,000 of 100,200 notebooks: 40 ms
+# a window, search p50 53 ms against 17 ms planned for the values;
+# tests/api/test_search_tenants.py).  Walk or GIN stays the probe's decision, and
+# every candidate is looked up by primary key through a LATERAL whatever the plan.
+WINDOW_SETTINGS = (
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
     " set_config('statement_timeout', $1, true)"
 )
 _WALK_ARGUMENT = 10  # $11
@@ -608,13 +610,13 @@ async def run(conn: asyncpg.Connection, search: SearchStatement) -> Batch:
     """
     try:
         async with conn.transaction():
-            await conn.execute(_SETTINGS, f"{GIN_TIMEOUT_MS}ms")
+            await conn.execute(WINDOW_SETTINGS, f"{GIN_TIMEOUT_MS}ms")
             records = await conn.fetch(search.sql, *search.args)
     except asyncpg.QueryCanceledError:
         args = list(search.args)
         args[_WALK_ARGUMENT] = True
         async with conn.transaction():
-            await conn.execute(_SETTINGS, "0")
+            await conn.execute(WINDOW_SETTINGS, "0")
             records = await conn.fetch(search.sql, *args)
     first = records[0]  # always one: the window's edge, with the page's rows if any
     end = None if first[8] else (first[6], first[7])

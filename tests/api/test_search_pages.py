@@ -213,7 +213,7 @@ async def crowd(client: Any) -> AsyncIterator[UUID]:
 
 
 async def analyzed(user_id: UUID, query: SearchQuery) -> list[dict[str, Any]]:
-    """The first window's generic plan as it ran, the plan search uses
+    """The first window's plan as it ran, planned for its values as search plans it
     (app.store.search.run); EXPLAIN ANALYZE: row counts, not times."""
     statement = await SearchService().statement(user_id, query)
     async with connection() as conn, conn.transaction():
@@ -224,13 +224,13 @@ async def analyzed(user_id: UUID, query: SearchQuery) -> list[dict[str, Any]]:
             " || ')' FROM unnest($1::text[]) WITH ORDINALITY AS a(value, position)",
             [None if value is None else str(value) for value in statement.args],
         )
-        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute(store.WINDOW_SETTINGS, "0")  # the plan mode search runs under
         await conn.execute("PREPARE window_plan AS " + statement.sql)
         try:
             raw = await conn.fetchval(explain_execute)
         finally:
             await conn.execute("DEALLOCATE window_plan")
-    assert "user_id = $1" in raw  # generic indeed
+    assert str(user_id) in raw  # planned for its values indeed
     return list(plan_nodes(json.loads(raw)[0]["Plan"]))
 
 
