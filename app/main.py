@@ -8,6 +8,7 @@ different settings; ``app_from_env`` is the uvicorn factory for real runs.
 
 from __future__ import annotations
 
+import gc
 import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, cast
@@ -58,6 +59,16 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from litestar.types import ASGIApp, Receive, Scope, Send
+
+
+def _freeze_startup_heap() -> None:
+    """Leave what start-up made (the app, its routes, Piccolo, nbformat's schemas:
+    hundreds of thousands of objects that live as long as the process) out of every
+    later garbage collection.  Each full collection walked them all: 50 to 130 ms
+    with the loop stopped, every few seconds under load, which was GET's p99
+    (bench/RESULTS.md; docs/decisions.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _current_user(request: Request[AuthUser, object, State]) -> AuthUser:
@@ -181,6 +192,7 @@ def create_app(settings: Settings) -> Litestar:
         # not; an unreachable database once per outage (app.system.outage).
         logging_config=None,
         plugins=[StructSchemas(), *observability.plugins],
+        on_startup=[_freeze_startup_heap],
         lifespan=[
             database_pool,
             *([] if replicas is None else [replica_lifespan(replicas)]),
