@@ -54,6 +54,21 @@ async def seed(user_id: UUID, count: int) -> str:
     return prefix
 
 
+async def analyze() -> None:
+    """Fresh statistics after a seed, as the planner of a live database would have them."""
+    async with connection() as conn:
+        await conn.execute("VACUUM (ANALYZE) notebooks")
+        await conn.execute("VACUUM (ANALYZE) cell_search")
+
+
+async def forget(prefixes: list[str]) -> None:
+    """Delete what ``seed`` made under these prefixes."""
+    async with connection() as conn:
+        await conn.execute(
+            "DELETE FROM notebooks WHERE id LIKE ANY($1)", [p + "%" for p in prefixes]
+        )
+
+
 async def me(client: Any, headers: dict[str, str]) -> UUID:
     return UUID((await client.get("/me", headers=headers)).json()["id"])
 
@@ -202,14 +217,11 @@ async def crowd(client: Any) -> AsyncIterator[UUID]:
     headers = await fresh_user_headers(client)
     user_id = await me(client, headers)
     prefix = await seed(user_id, CROWD)
-    async with connection() as conn:
-        await conn.execute("VACUUM (ANALYZE) notebooks")
-        await conn.execute("VACUUM (ANALYZE) cell_search")
+    await analyze()
     try:
         yield user_id
     finally:
-        async with connection() as conn:
-            await conn.execute("DELETE FROM notebooks WHERE id LIKE $1 || '%'", prefix)
+        await forget([prefix])
 
 
 async def analyzed(user_id: UUID, query: SearchQuery) -> list[dict[str, Any]]:

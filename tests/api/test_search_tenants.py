@@ -15,7 +15,7 @@ from app.database import connection
 from app.search.schemas import SearchQuery
 from app.store import search as store
 from tests.api.test_notebooks import fresh_user_headers
-from tests.api.test_search_pages import analyzed, me, rows_read, seed
+from tests.api.test_search_pages import analyze, analyzed, forget, me, rows_read, seed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -46,16 +46,12 @@ async def heavy(client: Any) -> AsyncIterator[UUID]:
     for other in others:
         prefixes.append(await seed(user_id, HEAVY // OTHERS))
         prefixes.append(await seed(other, FEW))
-    async with connection() as conn:
-        await conn.execute("VACUUM (ANALYZE) notebooks")
-        await conn.execute("VACUUM (ANALYZE) cell_search")
+    await analyze()
     try:
         yield user_id
     finally:
+        await forget(prefixes)
         async with connection() as conn:
-            await conn.execute(
-                "DELETE FROM notebooks WHERE id LIKE ANY($1)", [p + "%" for p in prefixes]
-            )
             await conn.execute("DELETE FROM users WHERE id = ANY($1::uuid[])", others)
 
 
