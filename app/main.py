@@ -21,7 +21,7 @@ from litestar.handlers import asgi
 
 from app import __version__
 from app.admin import ADMIN_PATH, build_admin
-from app.auth.controllers import AuthController, token_rate_limit
+from app.auth.controllers import auth_router
 from app.auth.guards import AuthUser, bearer_auth
 from app.auth.services import AuthService
 from app.auth.tokens import TokenService
@@ -145,7 +145,7 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[
             SystemController,
-            AuthController,
+            auth_router(settings.auth_token_rate_limit_per_minute),
             MeController,
             NotebookController,
             CheckpointController,
@@ -172,7 +172,6 @@ def create_app(settings: Settings) -> Litestar:
             "current_user": Provide(_current_user, sync_to_thread=False),
         },
         middleware=[
-            token_rate_limit(settings.auth_token_rate_limit_per_minute).middleware,
             bearer_auth(tokens, auth),
             # Read-your-writes across replicas (app.replicas): only when there are some.
             *([] if replicas is None else [ConsistencyMiddleware(replicas)]),
