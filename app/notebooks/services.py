@@ -53,7 +53,7 @@ from app.notebooks.schemas import (
     StoredCell,
     TrashList,
 )
-from app.observability.metrics import READ_CACHE_READS, READ_CACHE_SIZE
+from app.observability.metrics import READ_CACHE_SIZE, count_cached_read
 from app.replicas.routing import read
 from app.store import checkpoints, events, users
 from app.store import notebooks as store
@@ -241,7 +241,7 @@ class NotebookService:
         if kept is not None and at is not None and at.seq == kept:
             answer = cache.get(notebook_id, user_id, kept, kind)
             if answer is not None:
-                _counted(kind, "hit")
+                count_cached_read(kind, "hit")
                 return answer
 
         async def current(seq: int | None) -> store.Current[V]:
@@ -259,14 +259,14 @@ class NotebookService:
         if found.value is None:
             answer = cache.get(notebook_id, user_id, found.seq, kind)
             if answer is not None:
-                _counted(kind, "hit")
+                count_cached_read(kind, "hit")
                 return answer
             # Dropped or replaced meanwhile (another request, the realtime listener).
             found = await current(None)
         assert found.value is not None  # asked with no seq: the value comes
         answer = Answer(encode(found.value), found.revision, found.seq)
         if cache.enabled:
-            _counted(kind, "miss" if kept is None else "stale")
+            count_cached_read(kind, "miss" if kept is None else "stale")
             cache.put(notebook_id, user_id, answer, kind)
             READ_CACHE_SIZE.set(cache.size)
         return answer
@@ -733,10 +733,6 @@ async def _refused(
 def _graph(cells: str) -> Graph:
     """The dependency graph of a notebook's stored cells (JSON text)."""
     return build_graph([CellDeps(c.id, c.reads, c.writes) for c in _DEPS.decode(cells)])
-
-
-def _counted(kind: Kind, result: str) -> None:
-    READ_CACHE_READS.labels(kind, result).inc()
 
 
 def _addressable(*ids: str) -> None:

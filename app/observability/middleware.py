@@ -13,8 +13,9 @@ answer always carries it, and every log line written while the request runs
 has it (``CURRENT_REQUEST``).
 
 Logging policy: one access line per request at INFO (none when ``ACCESS_LOG``
-is off); a 5xx is one ERROR line with the exception's traceback, whatever
-``ACCESS_LOG`` says.  A 4xx is the client's business: no traceback, no
+is off; held back while other requests are in flight, see ``AccessLog``); a
+5xx is one ERROR line with the exception's traceback, whatever ``ACCESS_LOG``
+says.  A 4xx is the client's business: no traceback, no
 ERROR, only the access line naming the exception class in ``error``.  So is
 the 503 of an unreachable database: ``app.system.outage`` logs the outage once.
 """
@@ -36,7 +37,7 @@ from app.system.outage import is_unreachable
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
-    from app.observability.metrics import HttpMetrics
+    from app.observability.metrics import LocalMetrics, SharedMetrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID = 128
@@ -61,15 +62,21 @@ async def remember_exception(exc: Exception, _: Scope) -> None:
 
 
 class RequestObserver:
-    __slots__ = ("access_log", "app", "log", "metrics")
+    __slots__ = ("access_log", "app", "in_flight", "log", "metrics")
 
     def __init__(
-        self, app: ASGIApp, *, metrics: HttpMetrics | None, log: AccessLog, access_log: bool
+        self,
+        app: ASGIApp,
+        *,
+        metrics: LocalMetrics | SharedMetrics | None,
+        log: AccessLog,
+        access_log: bool,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.log = log
         self.access_log = access_log
+        self.in_flight = 0  # HTTP requests begun and not finished (held access lines wait)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -81,6 +88,7 @@ class RequestObserver:
         token = CURRENT_REQUEST.set(context)
         header = (REQUEST_ID_HEADER, context.request_id.encode("ascii"))
         status = 500
+        self.in_flight += 1
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -97,8 +105,11 @@ class RequestObserver:
             status = 500
             raise
         finally:
+            self.in_flight -= 1
             self._finish(scope, path, status, context, perf_counter() - started)
             CURRENT_REQUEST.reset(token)
+            if self.in_flight == 0:
+                self.log.flush()
 
     def _finish(
         self, scope: HTTPScope, path: str, status: int, context: RequestContext, seconds: float
@@ -133,7 +144,13 @@ class RequestObserver:
             fields["client"] = client[0]
         if exc is not None:
             fields["error"] = type(exc).__name__
-        self.log.write(level, f"{method} {path} {status}", fields, exc if failed else None)
+        self.log.write(
+            level,
+            f"{method} {path} {status}",
+            fields,
+            exc if failed else None,
+            more_coming=self.in_flight > 0,
+        )
 
 
 def _mount_path(scope: HTTPScope) -> str | None:

@@ -18,7 +18,7 @@ from litestar.plugins import InitPlugin
 from app.observability.logs import AccessLog, resolve_format
 from app.observability.metrics import (
     MULTIPROCESS_DIR,
-    HttpMetrics,
+    REQUEST_METRICS,
     enable_query_metrics,
     metrics_endpoint,
     sample_pool,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 class Observability(InitPlugin):
     def __init__(self, settings: Settings, version: str) -> None:
         self.settings = settings
-        self.http_metrics = HttpMetrics() if settings.metrics_enabled else None
+        self.http_metrics = REQUEST_METRICS if settings.metrics_enabled else None
         # The format `cellar serve` configured: the same setting, the same stdout.
         self.access_log = AccessLog(resolve_format(settings.log_format, sys.stdout))
         self.tracing = build_tracing(settings, version)
@@ -50,6 +50,7 @@ class Observability(InitPlugin):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.after_exception.append(remember_exception)
+        app_config.on_shutdown.append(self.flush_access_lines)
         if self.settings.metrics_enabled:
             app_config.route_handlers.append(metrics_endpoint)
             if MULTIPROCESS_DIR is not None:
@@ -58,6 +59,10 @@ class Observability(InitPlugin):
             app_config.middleware.insert(0, self.tracing.middleware)
             app_config.lifespan.append(self.tracing.lifespan)
         return app_config
+
+    def flush_access_lines(self, _: Litestar) -> None:
+        """Shutdown: the access lines still held back (see ``AccessLog``) are written."""
+        self.access_log.flush()
 
     def instrument(self, app: Litestar) -> Litestar:
         app.asgi_handler = RequestObserver(

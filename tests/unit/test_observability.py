@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -10,10 +12,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from app.observability.logs import (
+    BATCH_LINES,
+    BATCH_SECONDS,
     CURRENT_REQUEST,
     AccessLog,
     RequestContext,
@@ -24,9 +29,14 @@ from app.observability.logs import (
     resolve_format,
     scrub,
 )
-from app.observability.middleware import MAX_REQUEST_ID, request_id_from
+from app.observability.middleware import MAX_REQUEST_ID, RequestObserver, request_id_from
 from app.observability.multiprocess import VARIABLE, metrics_directory
 from app.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from litestar.types import Message, Receive, Scope, Send
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,6 +215,108 @@ def test_the_access_line_renders_like_every_other_line(
     caplog.set_level(logging.WARNING, logger="cellar.access")
     assert not log.enabled(logging.INFO)
     assert log.enabled(logging.ERROR)
+
+
+class CountedWrites(io.StringIO):
+    """stdout that counts its ``write`` calls (each is one system call on a real file)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+    def lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.getvalue().splitlines()]
+
+
+@contextlib.contextmanager
+def counted_stdout(caplog: pytest.LogCaptureFixture) -> Iterator[CountedWrites]:
+    """Access lines on and stdout counted, inside a test (pytest's capture resets fixtures')."""
+    caplog.set_level(logging.INFO, logger="cellar.access")
+    stream = CountedWrites()
+    with contextlib.redirect_stdout(stream):
+        yield stream
+
+
+async def test_access_lines_of_overlapping_requests_are_written_together(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = AccessLog("json")
+    with counted_stdout(caplog) as stdout:
+        for n in range(3):
+            log.write(
+                logging.INFO, f"GET /x/{n} 200", {"request_id": f"r-{n}"}, None, more_coming=True
+            )
+        assert stdout.getvalue() == ""  # held: other requests are in flight
+        log.write(logging.ERROR, "GET /y 500", {"request_id": "r-err"}, failing())
+        # The error line is written at once, after the lines held before it.
+        assert [line["request_id"] for line in stdout.lines()] == ["r-0", "r-1", "r-2", "r-err"]
+        assert stdout.writes == 2
+        log.flush()
+        assert stdout.writes == 2  # nothing held, nothing written
+
+
+async def test_held_access_lines_wait_at_most_a_batch_or_a_moment(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = AccessLog("json")
+    with counted_stdout(caplog) as stdout:
+        for n in range(BATCH_LINES):
+            log.write(logging.INFO, "GET /x 200", {"request_id": f"r-{n}"}, None, more_coming=True)
+        assert len(stdout.lines()) == BATCH_LINES
+        assert stdout.writes == 1
+        log.write(logging.INFO, "GET /x 200", {"request_id": "late"}, None, more_coming=True)
+        assert len(stdout.lines()) == BATCH_LINES
+        await asyncio.sleep(BATCH_SECONDS * 3)
+        assert stdout.lines()[-1]["request_id"] == "late"
+        assert stdout.writes == 2
+
+
+def test_without_an_event_loop_an_access_line_is_written_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with counted_stdout(caplog) as stdout:
+        AccessLog("json").write(
+            logging.INFO, "GET /x 200", {"request_id": "r-now"}, None, more_coming=True
+        )
+        assert [line["request_id"] for line in stdout.lines()] == ["r-now"]
+
+
+async def test_the_observer_writes_held_lines_when_no_request_is_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A slow request holds a quick one's line back; its end writes both, in one call."""
+    release = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/slow":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    observer = RequestObserver(app, metrics=None, log=AccessLog("json"), access_log=True)
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(_: Message) -> None:
+        return None
+
+    def request(path: str) -> Scope:
+        return cast("Scope", {"type": "http", "method": "GET", "path": path, "headers": []})
+
+    with counted_stdout(caplog) as stdout:
+        slow = asyncio.create_task(observer(request("/slow"), receive, send))
+        await asyncio.sleep(0)
+        await observer(request("/quick"), receive, send)
+        assert stdout.getvalue() == ""
+        release.set()
+        await slow
+        assert [line["path"] for line in stdout.lines()] == ["/quick", "/slow"]
+        assert stdout.writes == 1
 
 
 @pytest.mark.parametrize(
