@@ -863,6 +863,15 @@ def execute(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         with httpx.Client(base_url=cellar.url, timeout=30) as http:
             token = token_for(http, "bench@bench.invalid")
             search_token = token_for(http, "search@bench.invalid")
+        # Every Cellar compared answers the same set-up requests. Logging in (argon2
+        # hashing, 64 MiB) leaves a process measurably slower afterwards: an A/A run of
+        # --observability, both sides configured alike, had the one that logged in
+        # 9 % behind the other (per-round ratios 0.88-0.94); with both logged in, none.
+        for other in (CELLAR_OFF, CELLAR_NOCACHE):
+            if other in run.urls:
+                with httpx.Client(base_url=run.urls[other], timeout=30) as http:
+                    token_for(http, "bench@bench.invalid")
+                    token_for(http, "search@bench.invalid")
         result["get_bytes"] = response_sizes(run, token)
 
         measures = cellar_like(CELLAR, token, search_token, profile.sizes_mb)
