@@ -273,7 +273,7 @@ class LocalMetrics(Collector):
     bisection and two additions.  No lock: requests, asyncpg's query logger
     (``call_soon``) and the scrape (``GET /metrics``, on the event loop) all run
     on the event loop's thread.  The exposition is the one prometheus-client
-    gives for the same observations (tests/unit/test_observability.py).
+    gives for the same observations (tests/unit/test_local_metrics.py).
     """
 
     def __init__(self) -> None:
@@ -355,8 +355,7 @@ class SharedMetrics:
             DB_QUERY_ERRORS.inc()
 
 
-# This process's request and statement figures (label children are cached: labels()
-# is not free).
+# This process's request and statement figures, as its mode wants them kept.
 REQUEST_METRICS: LocalMetrics | SharedMetrics = (
     LocalMetrics() if MULTIPROCESS_DIR is None else SharedMetrics()
 )
