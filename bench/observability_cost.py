@@ -55,13 +55,19 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 import seed
-from cell_update_vs_outputs import free_port, generated_secrets, migrate, venv_script
-from run import DEFAULT_PG, OBSERVED_VS_OFF, postgres, scratch_database, token_for
+from cell_update_vs_outputs import (
+    free_port,
+    generated_secrets,
+    migrate,
+    server_flags,
+    venv_script,
+)
+from run import DEFAULT_PG, OBSERVED_VS_OFF, postgres, scratch_database, start, token_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-STARTUP_TIMEOUT = 900.0
+STARTUP_TIMEOUT = 900.0  # valgrind: minutes to import everything
 GET_PATH = f"/notebooks/{seed.BIG_ID}"  # read only: every GET is a read-cache hit
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
@@ -132,44 +138,18 @@ def under_callgrind(
         sys.executable,
         venv_script("cellar"),
         "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        *config.flags,
+        *server_flags(port),
+        *config.flags,  # later flags win
     ]
-    log_path = out_dir / f"{config.name}.log"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            env={**env, **config.env, "PYTHONUNBUFFERED": "1"},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{config.name} exited:\n{log_path.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/health", timeout=30).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{config.name} not ready in {STARTUP_TIMEOUT:.0f} s")
-            time.sleep(2)
-        yield process.pid, url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with start(
+        config.name,
+        command,
+        port,
+        {**env, **config.env},
+        "/health",
+        startup_timeout=STARTUP_TIMEOUT,
+    ) as started:
+        yield started.server.process.pid, started.url
 
 
 def counted(
@@ -198,7 +178,6 @@ def measure(
         under_callgrind(config, env, out_dir) as (pid, url),
         httpx.Client(base_url=url, timeout=120) as http,
     ):
-        log(f"{config.name}: serving (pid {pid})")
         auth = {"Authorization": f"Bearer {token_for(http, 'bench@bench.invalid')}"}
 
         def call(method: str, path: str, body: dict[str, str] | None = None) -> None:

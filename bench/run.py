@@ -328,7 +328,12 @@ class Started:
 
 @contextlib.contextmanager
 def start(
-    name: str, command: list[str], port: int, env: dict[str, str], ready: str
+    name: str,
+    command: list[str],
+    port: int,
+    env: dict[str, str],
+    ready: str,
+    startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Iterator[Started]:
     """Start ``command``, wait (bounded) until GET ``ready`` answers 200, stop it at the end."""
     url = f"http://127.0.0.1:{port}"
@@ -344,7 +349,7 @@ def start(
         )
     server = Server(process, url, Path(log_name))
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+        deadline = time.monotonic() + startup_timeout
         with httpx.Client(base_url=url, timeout=2.0) as http:
             while True:
                 if process.poll() is not None:
