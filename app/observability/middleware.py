@@ -108,8 +108,6 @@ class RequestObserver:
             self.in_flight -= 1
             self._finish(scope, path, status, context, perf_counter() - started)
             CURRENT_REQUEST.reset(token)
-            if self.in_flight == 0:
-                self.log.flush()
 
     def _finish(
         self, scope: HTTPScope, path: str, status: int, context: RequestContext, seconds: float
